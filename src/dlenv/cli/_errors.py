@@ -1,0 +1,57 @@
+"""Turn any failure into one red line, a hint and an exit code; tracebacks only with --debug."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from dlenv.errors import DlenvError
+from dlenv.terminal import Terminal
+
+
+def run_cli(group: click.Group, argv: list[str] | None, *, debug: bool) -> int:
+    terminal = Terminal(debug=debug)
+    try:
+        group.main(args=argv, prog_name="dlenv", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        terminal.error("aborted")
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except DlenvError as exc:
+        if debug:
+            traceback.print_exc()
+        terminal.error(exc.one_line(), exc.hint)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        terminal.error("interrupted", "re-run the same command: dlenv commands are safe to repeat")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the last line of defence: still one line, never a bare traceback
+        translated = _translate_foreign(exc)
+        if translated is not None:
+            if debug:
+                traceback.print_exc()
+            terminal.error(translated.one_line(), translated.hint)
+            return translated.exit_code
+        if debug:
+            traceback.print_exc()
+        terminal.error(f"unexpected {type(exc).__name__}: {exc}",
+                       "re-run with --debug for the traceback and report it as a dlenv bug")
+        return 1
+
+
+def _translate_foreign(exc: Exception) -> DlenvError | None:
+    """Map SDK errors that escaped the library (e.g. credentials) to actionable errors."""
+    if "botocore" in sys.modules:
+        from dlenv.cloud.aws_errors import translate
+
+        return translate(exc)
+    return None

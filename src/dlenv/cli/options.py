@@ -1,0 +1,31 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+F = Callable[..., Any]
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print machine-readable JSON instead of a table.")(func)
+
+
+def yes_option(func: F) -> F:
+    return click.option("-y", "--yes", is_flag=True,
+                        help="Do not ask for confirmation (required when stdin is not a terminal).")(func)
+
+
+def setting_option(*decls: str, setting: str, help: str, **kwargs: Any) -> Callable[[F], F]:
+    """An option backed by a setting: its env var and dlenv.toml key are named in --help.
+
+    The option's default is None so that an omitted flag never overrides dlenv.toml or the
+    environment; `App.settings()` applies only flags the user gave.
+    """
+    env = f"DLENV_{setting.upper()}"
+    return click.option(*decls, setting, default=None,
+                        help=f"{help} [env: {env}; dlenv.toml: {setting}]", **kwargs)
