@@ -1,0 +1,66 @@
+"""Where and how to reach a host over SSH: the contract between the cloud and provisioning layers.
+
+The EC2 side produces an `SshTarget` for an environment (its IP, the AMI's login user, dlenv's key
+for it, dlenv's own known_hosts and the configured ProxyCommand); `--host USER@HOST[:PORT]` produces
+one for any SSH box. Everything that connects (provisioner, tunnel, `dlenv ssh`) takes one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dlenv.errors import UsageError
+
+_SPEC = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>\[[0-9A-Fa-f:]+\]|[A-Za-z0-9._-]+)(?::(?P<port>\d+))?$")
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    user: str
+    port: int = 22
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    """dlenv's known_hosts file; host keys are always verified against it (never disabled)."""
+    proxy_command: str | None = None
+    """OpenSSH-style ProxyCommand; %h, %p and %r expand to host, port and user."""
+    name: str | None = None
+    """The dlenv environment name, when the target is one (used for display and logs)."""
+
+    @property
+    def label(self) -> str:
+        return self.name or (f"{self.host}:{self.port}" if self.port != 22 else self.host)
+
+    @property
+    def known_hosts_key(self) -> str:
+        """The host's name as written in known_hosts (`[host]:port` for non-22 ports)."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def expanded_proxy_command(self) -> str | None:
+        if not self.proxy_command:
+            return None
+        return (self.proxy_command.replace("%h", self.host).replace("%p", str(self.port))
+                .replace("%r", self.user))
+
+    def with_(self, **changes: object) -> SshTarget:
+        return replace(self, **changes)
+
+    @classmethod
+    def parse(cls, spec: str, *, default_user: str = "ubuntu", key_file: str | Path | None = None,
+              known_hosts: Path | None = None, proxy_command: str | None = None) -> SshTarget:
+        """Parse `USER@HOST[:PORT]` (the `--host` flag)."""
+        match = _SPEC.match(spec.strip())
+        if not match:
+            raise UsageError(f"--host {spec!r} is not USER@HOST[:PORT]",
+                             "e.g. --host ubuntu@10.1.2.3 or --host ubuntu@myhost:2222")
+        port = int(match["port"] or 22)
+        if not 0 < port < 65536:
+            raise UsageError(f"--host {spec!r}: port {port} is out of range", "use a port 1-65535")
+        host = match["host"].strip("[]")
+        key = Path(key_file).expanduser() if key_file else None
+        if key is not None and not key.is_file():
+            raise UsageError(f"identity file {key} does not exist", "pass -i PATH to an existing private key")
+        return cls(host=host, user=match["user"] or default_user, port=port, key_file=key,
+                   known_hosts=known_hosts, proxy_command=proxy_command)
