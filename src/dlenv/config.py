@@ -28,22 +28,42 @@ class Settings:
     region: str | None = field(default=None, metadata={"help": "AWS region"})
     profile: str | None = field(default=None, metadata={"help": "AWS profile"})
     instance: str = field(default="g4dn.xlarge", metadata={"help": "EC2 instance type"})
-    ami: str = field(default="ubuntu-24.04", metadata={"help": "ubuntu-24.04, ubuntu-22.04, debian-12 or ami-..."})
+    ami: str = field(
+        default="ubuntu-24.04",
+        metadata={"help": "ubuntu-24.04, ubuntu-22.04, debian-12 or ami-..."},
+    )
     disk: int = field(default=100, metadata={"help": "root volume size in GB (gp3, encrypted)"})
     spot: bool = field(default=False, metadata={"help": "launch spot instances"})
-    spot_type: str = field(default="persistent", metadata={"help": "one-time or persistent (stop on interruption)"})
-    spot_fallback: str = field(default="none", metadata={"help": "on-demand: fall back when spot has no capacity"})
-    allow_cidr: str | None = field(default=None, metadata={"help": "CIDR allowed to SSH (default: your IP /32)"})
-    ssh_user: str | None = field(default=None, metadata={"help": "login user (default from the AMI)"})
-    ssh_proxy_command: str | None = field(default=None, metadata={"help": "ProxyCommand for SSH (SSM, bastion); %h %p %r expand"})
+    spot_type: str = field(
+        default="persistent", metadata={"help": "one-time or persistent (stop on interruption)"}
+    )
+    spot_fallback: str = field(
+        default="none", metadata={"help": "on-demand: fall back when spot has no capacity"}
+    )
+    allow_cidr: str | None = field(
+        default=None, metadata={"help": "CIDR allowed to SSH (default: your IP /32)"}
+    )
+    ssh_user: str | None = field(
+        default=None, metadata={"help": "login user (default from the AMI)"}
+    )
+    ssh_proxy_command: str | None = field(
+        default=None, metadata={"help": "ProxyCommand for SSH (SSM, bastion); %h %p %r expand"}
+    )
     ssh_timeout: int = field(default=600, metadata={"help": "seconds to wait for SSH after launch"})
-    idle_stop: int = field(default=60, metadata={"help": "minutes idle before auto-stop (0 disables)"})
+    idle_stop: int = field(
+        default=60, metadata={"help": "minutes idle before auto-stop (0 disables)"}
+    )
     python: str = field(default="conda", metadata={"help": "python manager: conda or uv"})
-    ip_check_url: str = field(default="https://checkip.amazonaws.com", metadata={"help": "where the caller's public IP is detected"})
+    ip_check_url: str = field(
+        default="https://checkip.amazonaws.com",
+        metadata={"help": "where the caller's public IP is detected"},
+    )
     sources: dict[str, str] = field(default_factory=dict, metadata={"internal": True})
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("internal")}
+        return {
+            f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get("internal")
+        }
 
 
 def setting_names() -> list[str]:
@@ -70,8 +90,9 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
         return None if raw is None else str(raw)
     except ValueError:
         expected = "true/false" if "bool" in kind else "an integer"
-        raise ConfigError(f"{origin}: {name} = {raw!r} is not {expected}",
-                          f"fix {name} in {origin}") from None
+        raise ConfigError(
+            f"{origin}: {name} = {raw!r} is not {expected}", f"fix {name} in {origin}"
+        ) from None
 
 
 def config_files() -> list[Path]:
@@ -111,8 +132,10 @@ def load(flags: dict[str, Any] | None = None, env: dict[str, str] | None = None)
         for key, value in table.items():
             name = key.replace("-", "_")
             if name not in names:
-                raise ConfigError(f"{path}: unknown setting {key!r}",
-                                  f"known settings: {', '.join(sorted(names))}")
+                raise ConfigError(
+                    f"{path}: unknown setting {key!r}",
+                    f"known settings: {', '.join(sorted(names))}",
+                )
             apply(name, value, str(path))
 
     if env.get("AWS_PROFILE"):
@@ -134,16 +157,22 @@ def load(flags: dict[str, Any] | None = None, env: dict[str, str] | None = None)
 
 def _validate(settings: Settings) -> None:
     if settings.python not in {"conda", "uv"}:
-        raise ConfigError(f"python = {settings.python!r} is not conda or uv",
-                          "use --python conda or --python uv")
+        raise ConfigError(
+            f"python = {settings.python!r} is not conda or uv", "use --python conda or --python uv"
+        )
     if settings.spot_type not in {"one-time", "persistent"}:
-        raise ConfigError(f"spot_type = {settings.spot_type!r} is not one-time or persistent",
-                          "use --spot-type one-time or --spot-type persistent")
+        raise ConfigError(
+            f"spot_type = {settings.spot_type!r} is not one-time or persistent",
+            "use --spot-type one-time or --spot-type persistent",
+        )
     if settings.spot_fallback not in {"none", "on-demand"}:
-        raise ConfigError(f"spot_fallback = {settings.spot_fallback!r} is not none or on-demand",
-                          "use --spot-fallback on-demand (or none)")
+        raise ConfigError(
+            f"spot_fallback = {settings.spot_fallback!r} is not none or on-demand",
+            "use --spot-fallback on-demand (or none)",
+        )
     if not 8 <= settings.disk <= 16384:
-        raise ConfigError(f"disk = {settings.disk} GB is out of range",
-                          "use --disk between 8 and 16384 (GB)")
+        raise ConfigError(
+            f"disk = {settings.disk} GB is out of range", "use --disk between 8 and 16384 (GB)"
+        )
     if settings.idle_stop < 0:
         raise ConfigError("idle_stop cannot be negative", "use --idle-stop 0 to disable auto-stop")

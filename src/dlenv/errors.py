@@ -13,8 +13,14 @@ class DlenvError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str, hint: str | None = None, *, host: str | None = None,
-                 step: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        host: str | None = None,
+        step: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -48,8 +54,9 @@ class NotFoundError(DlenvError):
 class AwsError(DlenvError):
     """An AWS API error translated into what the user should do next."""
 
-    def __init__(self, message: str, hint: str | None = None, *, code: str | None = None,
-                 **kw: str | None) -> None:
+    def __init__(
+        self, message: str, hint: str | None = None, *, code: str | None = None, **kw: str | None
+    ) -> None:
         super().__init__(message, hint, **kw)
         self.code = code
 

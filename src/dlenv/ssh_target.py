@@ -13,7 +13,9 @@ from pathlib import Path
 
 from dlenv.errors import UsageError
 
-_SPEC = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>\[[0-9A-Fa-f:]+\]|[A-Za-z0-9._-]+)(?::(?P<port>\d+))?$")
+_SPEC = re.compile(
+    r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>\[[0-9A-Fa-f:]+\]|[A-Za-z0-9._-]+)(?::(?P<port>\d+))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class SshTarget:
     """OpenSSH-style ProxyCommand; %h, %p and %r expand to host, port and user."""
     name: str | None = None
     """The dlenv environment name, when the target is one (used for display and logs)."""
+    host_key_alias: str | None = None
+    """Name the host key is recorded under instead of the address (`dlenv-<name>` for EC2
+    environments, whose public IP changes on every start while the host key does not)."""
 
     @property
     def label(self) -> str:
@@ -36,31 +41,53 @@ class SshTarget:
     @property
     def known_hosts_key(self) -> str:
         """The host's name as written in known_hosts (`[host]:port` for non-22 ports)."""
+        if self.host_key_alias:
+            return self.host_key_alias
         return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
 
     def expanded_proxy_command(self) -> str | None:
         if not self.proxy_command:
             return None
-        return (self.proxy_command.replace("%h", self.host).replace("%p", str(self.port))
-                .replace("%r", self.user))
+        return (
+            self.proxy_command.replace("%h", self.host)
+            .replace("%p", str(self.port))
+            .replace("%r", self.user)
+        )
 
     def with_(self, **changes: object) -> SshTarget:
         return replace(self, **changes)
 
     @classmethod
-    def parse(cls, spec: str, *, default_user: str = "ubuntu", key_file: str | Path | None = None,
-              known_hosts: Path | None = None, proxy_command: str | None = None) -> SshTarget:
+    def parse(
+        cls,
+        spec: str,
+        *,
+        default_user: str = "ubuntu",
+        key_file: str | Path | None = None,
+        known_hosts: Path | None = None,
+        proxy_command: str | None = None,
+    ) -> SshTarget:
         """Parse `USER@HOST[:PORT]` (the `--host` flag)."""
         match = _SPEC.match(spec.strip())
         if not match:
-            raise UsageError(f"--host {spec!r} is not USER@HOST[:PORT]",
-                             "e.g. --host ubuntu@10.1.2.3 or --host ubuntu@myhost:2222")
+            raise UsageError(
+                f"--host {spec!r} is not USER@HOST[:PORT]",
+                "e.g. --host ubuntu@10.1.2.3 or --host ubuntu@myhost:2222",
+            )
         port = int(match["port"] or 22)
         if not 0 < port < 65536:
             raise UsageError(f"--host {spec!r}: port {port} is out of range", "use a port 1-65535")
         host = match["host"].strip("[]")
         key = Path(key_file).expanduser() if key_file else None
         if key is not None and not key.is_file():
-            raise UsageError(f"identity file {key} does not exist", "pass -i PATH to an existing private key")
-        return cls(host=host, user=match["user"] or default_user, port=port, key_file=key,
-                   known_hosts=known_hosts, proxy_command=proxy_command)
+            raise UsageError(
+                f"identity file {key} does not exist", "pass -i PATH to an existing private key"
+            )
+        return cls(
+            host=host,
+            user=match["user"] or default_user,
+            port=port,
+            key_file=key,
+            known_hosts=known_hosts,
+            proxy_command=proxy_command,
+        )

@@ -53,8 +53,9 @@ class Terminal:
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
         sys.stdout.flush()
 
-    def table(self, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-              title: str | None = None) -> None:
+    def table(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
+    ) -> None:
         table = Table(title=title, show_lines=False, header_style="bold")
         for col in columns:
             table.add_column(col, overflow="fold")
@@ -76,7 +77,9 @@ class Terminal:
         else:
             self.err.print(f"{name} ...", markup=False)
             yield
-        self.err.print(f"[green]✓[/green] {_esc(name)} [dim]({time.monotonic() - start:.1f}s)[/dim]")
+        self.err.print(
+            f"[green]✓[/green] {_esc(name)} [dim]({time.monotonic() - start:.1f}s)[/dim]"
+        )
 
     def confirm(self, question: str, *, assume_yes: bool) -> bool:
         """Ask y/N; refuses to guess when nobody can answer (stdin not a TTY)."""
@@ -85,8 +88,10 @@ class Terminal:
         if not sys.stdin.isatty():
             from dlenv.errors import UsageError
 
-            raise UsageError(f"{question} needs confirmation, but stdin is not a terminal",
-                             "pass --yes to confirm non-interactively")
+            raise UsageError(
+                f"{question} needs confirmation, but stdin is not a terminal",
+                "pass --yes to confirm non-interactively",
+            )
         answer = self.err.input(f"{_esc(question)} [y/N] ")
         return answer.strip().lower() in {"y", "yes"}
 

@@ -25,7 +25,6 @@ COMMANDS: dict[str, str] = {
     "down": "dlenv.cli.down:down",
     "doctor": "dlenv.cli.doctor:doctor",
     "prices": "dlenv.cli.prices:prices",
-    "types": "dlenv.cli.prices:types",
     "provision": "dlenv.cli.provision:provision",
     "jupyter": "dlenv.cli.jupyter:jupyter",
     "smoke-test": "dlenv.cli.smoke_test:smoke_test",
@@ -35,12 +34,21 @@ COMMANDS: dict[str, str] = {
 }
 
 
-@click.group(cls=LazyGroup, lazy_commands=COMMANDS,
-             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--region", default=None, metavar="REGION",
-              help="AWS region. [env: AWS_REGION, AWS_DEFAULT_REGION]")
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--region",
+    default=None,
+    metavar="REGION",
+    help="AWS region. [env: AWS_REGION, AWS_DEFAULT_REGION]",
+)
 @click.option("--profile", default=None, metavar="NAME", help="AWS profile. [env: AWS_PROFILE]")
-@click.option("--debug", is_flag=True, help="Show tracebacks and AWS request details. [env: DLENV_DEBUG]")
+@click.option(
+    "--debug", is_flag=True, help="Show tracebacks and AWS request details. [env: DLENV_DEBUG]"
+)
 @click.version_option(__version__, "-V", "--version", prog_name="dlenv")
 @click.pass_context
 def cli(ctx: click.Context, region: str | None, profile: str | None, debug: bool) -> None:
@@ -52,8 +60,9 @@ def cli(ctx: click.Context, region: str | None, profile: str | None, debug: bool
                               dlenv jupyter mybox
                               dlenv down mybox
     """
-    ctx.obj = App(global_flags={"region": region, "profile": profile},
-                  debug=debug or _debug_requested())
+    ctx.obj = App(
+        global_flags={"region": region, "profile": profile}, debug=debug or _debug_requested()
+    )
 
 
 def _debug_requested() -> bool:

@@ -43,8 +43,10 @@ def run_cli(group: click.Group, argv: list[str] | None, *, debug: bool) -> int:
             return translated.exit_code
         if debug:
             traceback.print_exc()
-        terminal.error(f"unexpected {type(exc).__name__}: {exc}",
-                       "re-run with --debug for the traceback and report it as a dlenv bug")
+        terminal.error(
+            f"unexpected {type(exc).__name__}: {exc}",
+            "re-run with --debug for the traceback and report it as a dlenv bug",
+        )
         return 1
 
 

@@ -11,13 +11,18 @@ F = Callable[..., Any]
 
 
 def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print machine-readable JSON instead of a table.")(func)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
+    )(func)
 
 
 def yes_option(func: F) -> F:
-    return click.option("-y", "--yes", is_flag=True,
-                        help="Do not ask for confirmation (required when stdin is not a terminal).")(func)
+    return click.option(
+        "-y",
+        "--yes",
+        is_flag=True,
+        help="Do not ask for confirmation (required when stdin is not a terminal).",
+    )(func)
 
 
 def setting_option(*decls: str, setting: str, help: str, **kwargs: Any) -> Callable[[F], F]:
@@ -27,5 +32,6 @@ def setting_option(*decls: str, setting: str, help: str, **kwargs: Any) -> Calla
     environment; `App.settings()` applies only flags the user gave.
     """
     env = f"DLENV_{setting.upper()}"
-    return click.option(*decls, setting, default=None,
-                        help=f"{help} [env: {env}; dlenv.toml: {setting}]", **kwargs)
+    return click.option(
+        *decls, setting, default=None, help=f"{help} [env: {env}; dlenv.toml: {setting}]", **kwargs
+    )

@@ -1,0 +1,38 @@
+"""`dlenv doctor`: credentials, region, GPU quota, ssh client, docker; each OK or what to do."""
+
+from __future__ import annotations
+
+import click
+
+from dlenv.cli.options import json_option
+
+
+@click.command()
+@click.option("--no-aws", is_flag=True, help="Skip the AWS checks (local notebooks only).")
+@json_option
+@click.pass_obj
+def doctor(app, no_aws: bool, as_json: bool) -> None:
+    """Check that this machine and AWS account can run dlenv; exit 1 if anything fails."""
+    from dlenv.doctor import run_checks
+
+    checks = run_checks(app.settings(), aws=not no_aws)
+    failed = [c for c in checks if c.status == "FAIL"]
+    if as_json:
+        app.terminal.json({"ok": not failed, "checks": [c.__dict__ for c in checks]})
+    else:
+        colour = {
+            "OK": "[green]OK[/green]",
+            "WARN": "[yellow]WARN[/yellow]",
+            "FAIL": "[red]FAIL[/red]",
+        }
+        from rich.markup import escape
+        from rich.table import Table
+
+        table = Table(header_style="bold")
+        for col in ("CHECK", "STATUS", "DETAIL"):
+            table.add_column(col, overflow="fold")
+        for c in checks:
+            table.add_row(escape(c.name), colour[c.status], escape(c.detail))
+        app.terminal.out.print(table)
+    if failed:
+        raise SystemExit(1)

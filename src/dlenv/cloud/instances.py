@@ -1,0 +1,151 @@
+"""Find environments by tag and drive their lifecycle (stop, start, terminate).
+
+`list_environments` makes one paginated describe_instances call for all environments, so
+`dlenv status` costs O(pages), not O(instances).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlenv.cloud.aws_errors import translated
+from dlenv.errors import NotFoundError
+
+TAG_NAME = "dlenv:name"
+TAG_STACK = "dlenv:stack"
+TAG_USER = "dlenv:user"
+TAG_OS = "dlenv:os"
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+
+
+@dataclass
+class Environment:
+    name: str
+    instance_id: str
+    instance_type: str
+    state: str
+    public_ip: str | None
+    private_ip: str | None
+    launch_time: dt.datetime | None
+    az: str | None
+    spot: bool
+    market: str
+    """on-demand, spot-persistent or spot-one-time (from the dlenv:market tag)."""
+    spot_request_id: str | None
+    stack: str | None
+    user: str
+    os: str | None
+    key_name: str | None
+    security_groups: list[str] = field(default_factory=list)
+    state_reason: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_instance(cls, inst: dict[str, Any]) -> Environment:
+        tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
+        reason = inst.get("StateReason", {}).get("Message")
+        return cls(
+            name=tags.get(TAG_NAME, "?"),
+            instance_id=inst["InstanceId"],
+            instance_type=inst["InstanceType"],
+            state=inst["State"]["Name"],
+            public_ip=inst.get("PublicIpAddress"),
+            private_ip=inst.get("PrivateIpAddress"),
+            launch_time=inst.get("LaunchTime"),
+            az=inst.get("Placement", {}).get("AvailabilityZone"),
+            spot=inst.get("InstanceLifecycle") == "spot",
+            market=tags.get("dlenv:market", "spot" if inst.get("InstanceLifecycle") == "spot" else "on-demand"),
+            spot_request_id=inst.get("SpotInstanceRequestId"),
+            stack=tags.get(TAG_STACK),
+            user=tags.get(TAG_USER, "ubuntu"),
+            os=tags.get(TAG_OS),
+            key_name=inst.get("KeyName"),
+            security_groups=[g["GroupId"] for g in inst.get("SecurityGroups", [])],
+            state_reason=reason,
+            tags=tags,
+        )
+
+    def hours_running(self, now: dt.datetime | None = None) -> float:
+        """Hours since the last launch/start while running (what EC2 bills for compute)."""
+        if self.state != "running" or self.launch_time is None:
+            return 0.0
+        now = now or dt.datetime.now(dt.timezone.utc)
+        launched = self.launch_time
+        if launched.tzinfo is None:
+            launched = launched.replace(tzinfo=dt.timezone.utc)
+        return max(0.0, (now - launched).total_seconds() / 3600)
+
+    @property
+    def interrupted(self) -> bool:
+        """A spot interruption: AWS stopped/terminated it, not the user."""
+        return bool(self.state_reason and "Server.SpotInstance" in self.state_reason)
+
+
+def list_environments(aws: Any, name: str | None = None) -> list[Environment]:
+    filters = [{"Name": "instance-state-name", "Values": LIVE_STATES}]
+    filters.append(
+        {"Name": f"tag:{TAG_NAME}", "Values": [name]}
+        if name
+        else {"Name": "tag-key", "Values": [TAG_NAME]}
+    )
+    envs = []
+    with translated(region=aws.region_name):
+        for page in aws.ec2.get_paginator("describe_instances").paginate(Filters=filters):
+            for reservation in page["Reservations"]:
+                envs.extend(Environment.from_instance(i) for i in reservation["Instances"])
+    return sorted(envs, key=lambda e: (e.name, e.instance_id))
+
+
+def find(aws: Any, name: str) -> Environment | None:
+    envs = list_environments(aws, name)
+    return envs[0] if envs else None
+
+
+def get(aws: Any, name: str) -> Environment:
+    env = find(aws, name)
+    if env is None:
+        raise NotFoundError(
+            f"no environment named {name!r} in {aws.region_name}",
+            "`dlenv status` lists your environments (check --region)",
+        )
+    return env
+
+
+def wait(aws: Any, waiter: str, instance_id: str, timeout: int = 900) -> None:
+    delay = 5
+    with translated(region=aws.region_name):
+        aws.ec2.get_waiter(waiter).wait(
+            InstanceIds=[instance_id],
+            WaiterConfig={"Delay": delay, "MaxAttempts": max(1, timeout // delay)},
+        )
+
+
+def ssh_target_for(name: str, settings: Any) -> Any:
+    """The SshTarget of a running environment (used by provision, jupyter, smoke-test, ssh)."""
+    from dlenv.cloud.keys import private_key_path
+    from dlenv.cloud.session import from_settings
+    from dlenv.errors import DlenvError
+    from dlenv.ssh_target import SshTarget
+    from dlenv.sshconfig import known_hosts_path
+
+    aws = from_settings(settings)
+    env = get(aws, name)
+    if env.state != "running":
+        raise DlenvError(
+            f"environment {name!r} is {env.state}", f"start it with `dlenv start {name}`"
+        )
+    host = env.public_ip or env.private_ip
+    if not host:
+        raise DlenvError(f"environment {name!r} has no IP address yet", "wait a moment and retry")
+    return SshTarget(
+        host=host,
+        user=settings.ssh_user or env.user,
+        port=22,
+        key_file=private_key_path(name),
+        known_hosts=known_hosts_path(),
+        proxy_command=settings.ssh_proxy_command,
+        name=name,
+        host_key_alias=f"dlenv-{name}",
+    )

@@ -1,0 +1,68 @@
+"""Seeding moto with what real AWS has and moto lacks (Canonical's images and SSM parameters).
+
+moto refuses put_parameter under the reserved /aws prefix, so the public parameters are appended
+to moto's in-process backend, which also serves a ThreadedMotoServer started in the test process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+ACCOUNT = "123456789012"
+UBUNTU_2404 = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
+UBUNTU_2204 = "/aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id"
+
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def put_public_parameter(region: str, name: str, value: str) -> None:
+    from moto.ssm.models import Parameter, ssm_backends
+
+    backend = ssm_backends[ACCOUNT][region]
+    backend._parameters[name].append(Parameter(
+        account_id=ACCOUNT, name=name, value=value, parameter_type="String", description=None,
+        allowed_pattern=None, keyid=None, last_modified_date=dt.datetime.now(dt.timezone.utc),
+        version=1, data_type="aws:ec2:image"))
+
+
+def register_ubuntu(ec2, release: str = "24.04", arch: str = "x86_64") -> str:
+    code = {"24.04": "noble", "22.04": "jammy"}[release]
+    a = "amd64" if arch == "x86_64" else "arm64"
+    image = ec2.register_image(
+        Name=f"ubuntu/images/hvm-ssd-gp3/ubuntu-{code}-{release}-{a}-server-20251101",
+        Architecture=arch, RootDeviceName="/dev/sda1", VirtualizationType="hvm",
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}])
+    return image["ImageId"]
+
+
+def seed_ubuntu(region: str = "us-east-1") -> dict[str, str]:
+    """Register Ubuntu 24.04/22.04 images and point Canonical's SSM parameters at them."""
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name=region)
+    ids = {"24.04": register_ubuntu(ec2, "24.04"), "22.04": register_ubuntu(ec2, "22.04")}
+    put_public_parameter(region, UBUNTU_2404, ids["24.04"])
+    put_public_parameter(region, UBUNTU_2204, ids["22.04"])
+    return ids
+
+
+def dlenv_resources(region: str, name: str) -> dict[str, list[str]]:
+    """Everything in moto that belongs to environment `name` (for 'nothing left behind')."""
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name=region)
+    live = ["pending", "running", "stopping", "stopped", "shutting-down"]
+    instances = [i["InstanceId"] for r in ec2.describe_instances(Filters=[
+        {"Name": "tag:dlenv:name", "Values": [name]},
+        {"Name": "instance-state-name", "Values": live}])["Reservations"] for i in r["Instances"]]
+    groups = [g["GroupId"] for g in ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [f"dlenv-{name}"]}])["SecurityGroups"]]
+    keys = [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"] if k["KeyName"] == f"dlenv-{name}"]
+    volumes = [v["VolumeId"] for v in ec2.describe_volumes(
+        Filters=[{"Name": "tag:dlenv:name", "Values": [name]}])["Volumes"] if v["State"] != "deleted"]
+    return {"instances": instances, "security_groups": groups, "key_pairs": keys, "volumes": volumes}
