@@ -24,10 +24,20 @@ def put_public_parameter(region: str, name: str, value: str) -> None:
     from moto.ssm.models import Parameter, ssm_backends
 
     backend = ssm_backends[ACCOUNT][region]
-    backend._parameters[name].append(Parameter(
-        account_id=ACCOUNT, name=name, value=value, parameter_type="String", description=None,
-        allowed_pattern=None, keyid=None, last_modified_date=dt.datetime.now(dt.timezone.utc),
-        version=1, data_type="aws:ec2:image"))
+    backend._parameters[name].append(
+        Parameter(
+            account_id=ACCOUNT,
+            name=name,
+            value=value,
+            parameter_type="String",
+            description=None,
+            allowed_pattern=None,
+            keyid=None,
+            last_modified_date=dt.datetime.now(dt.timezone.utc),
+            version=1,
+            data_type="aws:ec2:image",
+        )
+    )
 
 
 def register_ubuntu(ec2, release: str = "24.04", arch: str = "x86_64") -> str:
@@ -35,34 +45,93 @@ def register_ubuntu(ec2, release: str = "24.04", arch: str = "x86_64") -> str:
     a = "amd64" if arch == "x86_64" else "arm64"
     image = ec2.register_image(
         Name=f"ubuntu/images/hvm-ssd-gp3/ubuntu-{code}-{release}-{a}-server-20251101",
-        Architecture=arch, RootDeviceName="/dev/sda1", VirtualizationType="hvm",
-        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}])
+        Architecture=arch,
+        RootDeviceName="/dev/sda1",
+        VirtualizationType="hvm",
+        BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}],
+    )
     return image["ImageId"]
 
 
-def seed_ubuntu(region: str = "us-east-1") -> dict[str, str]:
+def seed_ubuntu(region: str = "us-east-1", endpoint_url: str | None = None) -> dict[str, str]:
     """Register Ubuntu 24.04/22.04 images and point Canonical's SSM parameters at them."""
     import boto3
 
-    ec2 = boto3.client("ec2", region_name=region)
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
     ids = {"24.04": register_ubuntu(ec2, "24.04"), "22.04": register_ubuntu(ec2, "22.04")}
     put_public_parameter(region, UBUNTU_2404, ids["24.04"])
     put_public_parameter(region, UBUNTU_2204, ids["22.04"])
     return ids
 
 
-def dlenv_resources(region: str, name: str) -> dict[str, list[str]]:
+def dlenv_resources(
+    region: str, name: str, endpoint_url: str | None = None
+) -> dict[str, list[str]]:
     """Everything in moto that belongs to environment `name` (for 'nothing left behind')."""
     import boto3
 
-    ec2 = boto3.client("ec2", region_name=region)
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
     live = ["pending", "running", "stopping", "stopped", "shutting-down"]
-    instances = [i["InstanceId"] for r in ec2.describe_instances(Filters=[
-        {"Name": "tag:dlenv:name", "Values": [name]},
-        {"Name": "instance-state-name", "Values": live}])["Reservations"] for i in r["Instances"]]
-    groups = [g["GroupId"] for g in ec2.describe_security_groups(
-        Filters=[{"Name": "group-name", "Values": [f"dlenv-{name}"]}])["SecurityGroups"]]
-    keys = [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"] if k["KeyName"] == f"dlenv-{name}"]
-    volumes = [v["VolumeId"] for v in ec2.describe_volumes(
-        Filters=[{"Name": "tag:dlenv:name", "Values": [name]}])["Volumes"] if v["State"] != "deleted"]
-    return {"instances": instances, "security_groups": groups, "key_pairs": keys, "volumes": volumes}
+    instances = [
+        i["InstanceId"]
+        for r in ec2.describe_instances(
+            Filters=[
+                {"Name": "tag:dlenv:name", "Values": [name]},
+                {"Name": "instance-state-name", "Values": live},
+            ]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+    groups = [
+        g["GroupId"]
+        for g in ec2.describe_security_groups(
+            Filters=[{"Name": "group-name", "Values": [f"dlenv-{name}"]}]
+        )["SecurityGroups"]
+    ]
+    keys = [
+        k["KeyName"]
+        for k in ec2.describe_key_pairs()["KeyPairs"]
+        if k["KeyName"] == f"dlenv-{name}"
+    ]
+    volumes = [
+        v["VolumeId"]
+        for v in ec2.describe_volumes(Filters=[{"Name": "tag:dlenv:name", "Values": [name]}])[
+            "Volumes"
+        ]
+        if v["State"] != "deleted"
+    ]
+    return {
+        "instances": instances,
+        "security_groups": groups,
+        "key_pairs": keys,
+        "volumes": volumes,
+    }
+
+
+def any_dlenv_resources(region: str, endpoint_url: str | None = None) -> dict[str, list[str]]:
+    """Every dlenv-created resource of any environment (for 'bad input created nothing')."""
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
+    live = ["pending", "running", "stopping", "stopped", "shutting-down"]
+    instances = [
+        i["InstanceId"]
+        for r in ec2.describe_instances(
+            Filters=[
+                {"Name": "tag-key", "Values": ["dlenv:name"]},
+                {"Name": "instance-state-name", "Values": live},
+            ]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+    groups = [
+        g["GroupName"]
+        for g in ec2.describe_security_groups()["SecurityGroups"]
+        if g["GroupName"].startswith("dlenv-")
+    ]
+    keys = [
+        k["KeyName"]
+        for k in ec2.describe_key_pairs()["KeyPairs"]
+        if k["KeyName"].startswith("dlenv-")
+    ]
+    return {"instances": instances, "security_groups": groups, "key_pairs": keys}

@@ -12,10 +12,8 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any
-
-from rich.console import Console
-from rich.table import Table
 
 
 class Terminal:
@@ -24,8 +22,19 @@ class Terminal:
             interactive = sys.stderr.isatty()
         self.interactive = interactive
         self.debug = debug
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    # rich is imported on first output, not at import time: `dlenv --help` never needs it.
+    @cached_property
+    def out(self) -> Any:
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err(self) -> Any:
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)
 
     # -- messages -------------------------------------------------------------------------
     def info(self, text: str) -> None:
@@ -56,6 +65,8 @@ class Terminal:
     def table(
         self, columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None
     ) -> None:
+        from rich.table import Table
+
         table = Table(title=title, show_lines=False, header_style="bold")
         for col in columns:
             table.add_column(col, overflow="fold")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from awsfake import FAKE_ENV, seed_ubuntu
 
 

@@ -15,14 +15,22 @@ def test_required_families_are_in_the_catalog():
 
 def test_lookup_reports_gpu_facts():
     t = catalog.lookup("g4dn.xlarge")
-    assert (t.gpu, t.gpu_count, t.gpu_memory_gib, t.compute_capability, t.vcpus) == ("T4", 1, 16, "7.5", 4)
+    assert (t.gpu, t.gpu_count, t.gpu_memory_gib, t.compute_capability, t.vcpus) == (
+        "T4",
+        1,
+        16,
+        "7.5",
+        4,
+    )
     assert t.price_per_hour > 0 and "us-east-1" in t.price_source
     assert catalog.lookup("p5.48xlarge").gpu_summary == "8x H100 80 GB"
     assert catalog.lookup("g5g.xlarge").arch == "arm64"
 
 
-@pytest.mark.parametrize(("name", "suggestion"), [("g4dn.xlarg", "g4dn.xlarge"), ("g5.xlrage", "g5.xlarge"),
-                                                  ("p4d.24xl", "p4d.24xlarge")])
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [("g4dn.xlarg", "g4dn.xlarge"), ("g5.xlrage", "g5.xlarge"), ("p4d.24xl", "p4d.24xlarge")],
+)
 def test_misspelled_type_suggests_closest(name, suggestion):
     with pytest.raises(UsageError) as err:
         catalog.lookup(name)
@@ -54,11 +62,22 @@ def test_prices_are_plausible_and_dated():
 def test_refreshed_cache_overrides_shipped_price(state):
     from dlenv.cloud import pricing
 
-    item = json.dumps({"product": {"attributes": {"instanceType": "g4dn.xlarge"}},
-                       "terms": {"OnDemand": {"x": {"priceDimensions": {"y": {"pricePerUnit": {"USD": "0.5000000000"}}}}}}})
+    item = json.dumps(
+        {
+            "product": {"attributes": {"instanceType": "g4dn.xlarge"}},
+            "terms": {
+                "OnDemand": {
+                    "x": {"priceDimensions": {"y": {"pricePerUnit": {"USD": "0.5000000000"}}}}
+                }
+            },
+        }
+    )
     assert pricing.parse_price_item(item) == ("g4dn.xlarge", 0.5)
-    pricing._cache_file("eu-west-1").write_text(json.dumps(
-        {"region": "eu-west-1", "fetched": "2026-11-01", "prices": {"g4dn.xlarge": 0.587}}))
+    pricing._cache_file("eu-west-1").write_text(
+        json.dumps(
+            {"region": "eu-west-1", "fetched": "2026-11-01", "prices": {"g4dn.xlarge": 0.587}}
+        )
+    )
     t = catalog.lookup("g4dn.xlarge", "eu-west-1")
     assert t.price_per_hour == 0.587 and "2026-11-01" in t.price_source
     assert catalog.lookup("g4dn.xlarge", "us-west-2").price_per_hour != 0.587

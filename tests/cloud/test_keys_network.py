@@ -36,8 +36,9 @@ def test_security_group_opens_only_ssh_from_one_cidr(aws):
     gid, created = network.ensure_group(aws, "box", vpc, "198.51.100.7/32", TAGS)
     assert created
     perms = aws.ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]["IpPermissions"]
-    assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in perms] == \
-        [(22, 22, ["198.51.100.7/32"])]
+    assert [(p["FromPort"], p["ToPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in perms] == [
+        (22, 22, ["198.51.100.7/32"])
+    ]
     gid2, created2 = network.ensure_group(aws, "box", vpc, "203.0.113.9/32", TAGS)
     perms = aws.ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]["IpPermissions"]
     assert gid2 == gid and not created2

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import botocore.exceptions
 import pytest
-from awsfake import dlenv_resources
 
+from awsfake import dlenv_resources
 from dlenv import lifecycle
 from dlenv.errors import AwsError, CapacityError, UsageError
 
@@ -15,7 +15,9 @@ def _describe(aws, instance_id):
 
 
 def _client_error(code, message="injected"):
-    return botocore.exceptions.ClientError({"Error": {"Code": code, "Message": message}}, "RunInstances")
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": message}}, "RunInstances"
+    )
 
 
 def test_up_launches_with_safe_defaults(aws, settings, terminal):
@@ -30,10 +32,13 @@ def test_up_launches_with_safe_defaults(aws, settings, terminal):
     vol_id = inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
     vol = aws.ec2.describe_volumes(VolumeIds=[vol_id])["Volumes"][0]
     assert vol["Encrypted"] and vol["VolumeType"] == "gp3" and vol["Size"] == 100
-    attr = aws.ec2.describe_instance_attribute(InstanceId=inst["InstanceId"],
-                                               Attribute="instanceInitiatedShutdownBehavior")
+    attr = aws.ec2.describe_instance_attribute(
+        InstanceId=inst["InstanceId"], Attribute="instanceInitiatedShutdownBehavior"
+    )
     assert attr["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
-    sg = aws.ec2.describe_security_groups(GroupIds=[inst["SecurityGroups"][0]["GroupId"]])["SecurityGroups"][0]
+    sg = aws.ec2.describe_security_groups(GroupIds=[inst["SecurityGroups"][0]["GroupId"]])[
+        "SecurityGroups"
+    ][0]
     assert [r["CidrIp"] for p in sg["IpPermissions"] for r in p["IpRanges"]] == ["198.51.100.7/32"]
 
 
@@ -54,12 +59,19 @@ def test_spot_persistent_with_stop_behaviour(aws, settings, terminal, monkeypatc
     env = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False).env
     assert _describe(aws, env.instance_id).get("InstanceLifecycle") == "spot"
     assert calls[0]["InstanceMarketOptions"]["SpotOptions"] == {
-        "SpotInstanceType": "persistent", "InstanceInterruptionBehavior": "stop"}
+        "SpotInstanceType": "persistent",
+        "InstanceInterruptionBehavior": "stop",
+    }
     assert calls[0]["InstanceInitiatedShutdownBehavior"] == "stop"
     assert env.market == "spot-persistent"
     lifecycle.stop("box", settings, terminal)  # persistent spot can stop
     lifecycle.down("box", settings, terminal)
-    assert dlenv_resources("us-east-1", "box") == {"instances": [], "security_groups": [], "key_pairs": [], "volumes": []}
+    assert dlenv_resources("us-east-1", "box") == {
+        "instances": [],
+        "security_groups": [],
+        "key_pairs": [],
+        "volumes": [],
+    }
 
 
 def test_one_time_spot_cannot_stop(aws, settings, terminal, monkeypatch):
@@ -125,24 +137,39 @@ def test_no_capacity_anywhere_rolls_back(aws, settings, terminal, monkeypatch):
     with pytest.raises(CapacityError) as err:
         lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
     assert "--spot" in err.value.hint
-    assert dlenv_resources("us-east-1", "box") == {"instances": [], "security_groups": [], "key_pairs": [], "volumes": []}
+    assert dlenv_resources("us-east-1", "box") == {
+        "instances": [],
+        "security_groups": [],
+        "key_pairs": [],
+        "volumes": [],
+    }
 
 
-@pytest.mark.parametrize(("code", "expect"), [
-    ("VcpuLimitExceeded", "L-DB2E81BA"),
-    ("PendingVerification", "verification"),
-    ("UnauthorizedOperation", "IAM"),
-    ("AuthFailure", "credentials"),
-    ("OptInRequired", "opt-in"),
-])
-def test_launch_errors_are_translated_and_leave_nothing(aws, settings, terminal, monkeypatch, code, expect):
+@pytest.mark.parametrize(
+    ("code", "expect"),
+    [
+        ("VcpuLimitExceeded", "L-DB2E81BA"),
+        ("PendingVerification", "verification"),
+        ("UnauthorizedOperation", "IAM"),
+        ("AuthFailure", "credentials"),
+        ("OptInRequired", "opt-in"),
+    ],
+)
+def test_launch_errors_are_translated_and_leave_nothing(
+    aws, settings, terminal, monkeypatch, code, expect
+):
     _patch_session(monkeypatch, aws)
     calls = _fail_first(aws, monkeypatch, [code] * 10)
     with pytest.raises(AwsError) as err:
         lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
     assert len(calls) == 1, "non-capacity errors must not be retried in other zones"
     assert expect in err.value.message + err.value.hint
-    assert dlenv_resources("us-east-1", "box") == {"instances": [], "security_groups": [], "key_pairs": [], "volumes": []}
+    assert dlenv_resources("us-east-1", "box") == {
+        "instances": [],
+        "security_groups": [],
+        "key_pairs": [],
+        "volumes": [],
+    }
 
 
 def test_vcpu_quota_hint_is_a_runnable_command(aws, settings, terminal, monkeypatch):
@@ -151,8 +178,10 @@ def test_vcpu_quota_hint_is_a_runnable_command(aws, settings, terminal, monkeypa
     _fail_first(aws, monkeypatch, ["VcpuLimitExceeded"])
     with pytest.raises(AwsError) as err:
         lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
-    assert ("aws service-quotas request-service-quota-increase --service-code ec2 "
-            "--quota-code L-417A185B --desired-value 96 --region us-east-1") in err.value.hint
+    assert (
+        "aws service-quotas request-service-quota-increase --service-code ec2 "
+        "--quota-code L-417A185B --desired-value 96 --region us-east-1"
+    ) in err.value.hint
 
 
 def test_type_not_offered_in_region_names_regions(aws, settings, terminal):
@@ -171,7 +200,12 @@ def test_down_removes_everything_and_twice_is_an_error(aws, settings, terminal):
     assert sshconfig.has_entry("box")
     result = lifecycle.down("box", settings, terminal)
     assert result.instance and result.security_group and result.key_pair and result.ssh_entry
-    assert dlenv_resources("us-east-1", "box") == {"instances": [], "security_groups": [], "key_pairs": [], "volumes": []}
+    assert dlenv_resources("us-east-1", "box") == {
+        "instances": [],
+        "security_groups": [],
+        "key_pairs": [],
+        "volumes": [],
+    }
     assert not sshconfig.has_entry("box")
     from dlenv.errors import NotFoundError
 
@@ -197,7 +231,9 @@ def test_host_keys_survive_the_ip_change_of_a_restart(aws, settings, terminal):
     env2 = lifecycle.start("box", settings, terminal)
     entry = sshconfig.include_path().read_text()
     assert f"HostName {env2.public_ip}" in entry and "HostKeyAlias dlenv-box" in entry
-    assert sshconfig.known_keys("dlenv-box") == ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTest"]
+    assert sshconfig.known_keys("dlenv-box") == [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTest"
+    ]
     lifecycle.down("box", settings, terminal)
     assert sshconfig.known_keys("dlenv-box") == []
     assert env.instance_id == env2.instance_id

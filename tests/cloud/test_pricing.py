@@ -12,17 +12,30 @@ from dlenv.errors import AwsError
 
 
 def _item(itype: str, usd: str) -> str:
-    return json.dumps({"product": {"attributes": {"instanceType": itype}},
-                       "terms": {"OnDemand": {"t": {"priceDimensions": {"d": {"pricePerUnit": {"USD": usd}}}}}}})
+    return json.dumps(
+        {
+            "product": {"attributes": {"instanceType": itype}},
+            "terms": {
+                "OnDemand": {"t": {"priceDimensions": {"d": {"pricePerUnit": {"USD": usd}}}}}
+            },
+        }
+    )
 
 
 def test_refresh_caches_prices_that_lookup_then_uses(aws):
     client = aws.client("pricing", region="us-east-1")
     with Stubber(client) as stub:
-        stub.add_response("get_products", {"PriceList": [_item("g4dn.xlarge", "0.5260000000"),
-                                                         _item("g5.xlarge", "0.9500000000"),
-                                                         _item("m5.large", "0.096")],
-                                           "NextToken": "n"})
+        stub.add_response(
+            "get_products",
+            {
+                "PriceList": [
+                    _item("g4dn.xlarge", "0.5260000000"),
+                    _item("g5.xlarge", "0.9500000000"),
+                    _item("m5.large", "0.096"),
+                ],
+                "NextToken": "n",
+            },
+        )
         stub.add_response("get_products", {"PriceList": [_item("p5.48xlarge", "55.0400000000")]})
         record = pricing.refresh(aws, "us-east-1", catalog.names())
     assert record["prices"] == {"g4dn.xlarge": 0.526, "g5.xlarge": 0.95, "p5.48xlarge": 55.04}

@@ -8,10 +8,18 @@ from dlenv.cloud import instances
 def test_list_environments_is_one_call_for_many(aws):
     image = aws.ubuntu_ids["24.04"]
     for i in range(12):
-        aws.ec2.run_instances(ImageId=image, InstanceType="g4dn.xlarge", MinCount=1, MaxCount=1,
-                              TagSpecifications=[{"ResourceType": "instance",
-                                                  "Tags": [{"Key": "dlenv:name", "Value": f"env{i}"}]}])
-    aws.ec2.run_instances(ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1)  # not ours
+        aws.ec2.run_instances(
+            ImageId=image,
+            InstanceType="g4dn.xlarge",
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": [{"Key": "dlenv:name", "Value": f"env{i}"}]}
+            ],
+        )
+    aws.ec2.run_instances(
+        ImageId=image, InstanceType="t3.micro", MinCount=1, MaxCount=1
+    )  # not ours
     calls = []
     aws.ec2.meta.events.register("before-call.ec2.*", lambda model, **kw: calls.append(model.name))
     envs = instances.list_environments(aws)
@@ -22,11 +30,23 @@ def test_list_environments_is_one_call_for_many(aws):
 def test_cost_so_far_from_launch_time(aws):
     import datetime as dt
 
-    env = instances.Environment(name="x", instance_id="i-1", instance_type="g4dn.xlarge", state="running",
-                                public_ip=None, private_ip=None,
-                                launch_time=dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.timezone.utc),
-                                az=None, spot=False, market="on-demand", spot_request_id=None, stack=None, user="ubuntu",
-                                os=None, key_name=None)
+    env = instances.Environment(
+        name="x",
+        instance_id="i-1",
+        instance_type="g4dn.xlarge",
+        state="running",
+        public_ip=None,
+        private_ip=None,
+        launch_time=dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.timezone.utc),
+        az=None,
+        spot=False,
+        market="on-demand",
+        spot_request_id=None,
+        stack=None,
+        user="ubuntu",
+        os=None,
+        key_name=None,
+    )
     assert env.hours_running(dt.datetime(2026, 1, 1, 12, 30, tzinfo=dt.timezone.utc)) == 2.5
     env.state = "stopped"
     assert env.hours_running() == 0

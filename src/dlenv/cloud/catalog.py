@@ -105,7 +105,7 @@ def lookup(name: str, region: str | None = None) -> InstanceType:
     raw = _raw()
     entry = raw["types"].get(name)
     if entry is None:
-        close = difflib.get_close_matches(name, raw["types"], n=3, cutoff=0.6)
+        close = closest(name, list(raw["types"]))
         hint = (
             f"did you mean {' or '.join(close)}?"
             if close
@@ -132,6 +132,17 @@ def lookup(name: str, region: str | None = None) -> InstanceType:
         price_per_hour=price,
         price_source=source,
     )
+
+
+def closest(word: str, candidates: list[str]) -> list[str]:
+    """The closest candidates: the best match, plus any almost as close (ties are ambiguous)."""
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, word, c).ratio(), c) for c in candidates), reverse=True
+    )
+    if not scored or scored[0][0] < 0.6:
+        return []
+    best = scored[0][0]
+    return [c for score, c in scored[:3] if score >= best - 0.03]
 
 
 def all_types(region: str | None = None) -> list[InstanceType]:

@@ -56,7 +56,9 @@ class Environment:
             launch_time=inst.get("LaunchTime"),
             az=inst.get("Placement", {}).get("AvailabilityZone"),
             spot=inst.get("InstanceLifecycle") == "spot",
-            market=tags.get("dlenv:market", "spot" if inst.get("InstanceLifecycle") == "spot" else "on-demand"),
+            market=tags.get(
+                "dlenv:market", "spot" if inst.get("InstanceLifecycle") == "spot" else "on-demand"
+            ),
             spot_request_id=inst.get("SpotInstanceRequestId"),
             stack=tags.get(TAG_STACK),
             user=tags.get(TAG_USER, "ubuntu"),

@@ -1,0 +1,155 @@
+"""The EC2 lifecycle through the real CLI against moto's server, and the bad-input table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from awsfake import any_dlenv_resources, dlenv_resources
+
+NOTHING = {"instances": [], "security_groups": [], "key_pairs": [], "volumes": []}
+
+
+def _status(cli, *args):
+    r = cli("status", "--json", *args)
+    assert r.code == 0, r.err
+    return json.loads(r.out)["environments"]
+
+
+def test_lifecycle_journey(cli):
+    r = cli("up", "journey", "--no-provision", "--yes")
+    assert r.code == 0, r.err
+    assert "journey is running" in r.err and "dlenv ssh journey" in r.err
+    assert "Traceback" not in r.err
+
+    [env] = [e for e in _status(cli) if e["name"] == "journey"]
+    assert env["state"] == "running" and env["type"] == "g4dn.xlarge" and env["gpu"] == "T4 16 GB"
+    assert env["price_per_hour"] > 0 and env["cost_so_far"] >= 0 and env["market"] == "on-demand"
+
+    again = cli("up", "journey", "--no-provision", "--yes")
+    assert again.code == 0 and "already running" in again.err
+    assert len(dlenv_resources("us-east-1", "journey", cli.endpoint)["instances"]) == 1
+
+    ssh_config = (cli.home / ".ssh" / "config").read_text()
+    assert "Include " in ssh_config
+    include = ssh_config.split("Include ", 1)[1].split("\n", 1)[0]
+    assert "Host dlenv-journey" in open(include).read()
+
+    assert cli("stop", "journey").code == 0
+    assert _status(cli, "journey")[0]["state"] == "stopped"
+    r = cli("start", "journey")
+    assert r.code == 0 and "running" in r.err
+    table = cli("status")
+    assert table.code == 0 and "journey" in table.out and "g4dn.xlarge" in table.out
+
+    r = cli("down", "journey", "--yes")
+    assert r.code == 0, r.err
+    assert dlenv_resources("us-east-1", "journey", cli.endpoint) == NOTHING
+    assert "Host dlenv-journey" not in open(include).read()
+    assert not [e for e in _status(cli) if e["name"] == "journey"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["up", "bad1", "-t", "g4dn.xlarg", "--yes"], 2, "did you mean g4dn.xlarge?"),
+        (
+            ["up", "bad2", "-t", "p5e.48xlarge", "--yes"],
+            2,
+            "p5e.48xlarge is not offered in us-east-1",
+        ),
+        (["up", "bad3", "--allow-cidr", "10.0.0.300/32", "--yes"], 2, "is not a valid CIDR"),
+        (["up", "bad4", "--no-provision"], 2, "pass --yes"),
+        (["up", "Bad_Name", "--yes"], 2, "is not valid"),
+        (["up", "bad5", "--disk", "2", "--yes"], 2, "out of range"),
+        (["up", "bad6", "--ami", "ami-0000000000000000f", "--yes"], 2, "does not exist"),
+        (["down", "nosuch", "--yes"], 1, "no environment named 'nosuch'"),
+        (["ssh", "nosuch"], 1, "no environment named 'nosuch'"),
+        (["stop", "nosuch"], 1, "no environment named 'nosuch'"),
+        (["status", "nosuch"], 1, "no environment named 'nosuch'"),
+    ],
+)
+def test_bad_input(cli, args, code, message):
+    before = any_dlenv_resources("us-east-1", cli.endpoint)
+    r = cli(*args)
+    assert r.code == code, (r.out, r.err)
+    assert message in r.err
+    assert "Traceback" not in r.err
+    lines = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, r.err
+    assert any_dlenv_resources("us-east-1", cli.endpoint) == before
+
+
+def test_missing_credentials_say_how_to_configure(cli, tmp_path):
+    env = {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SESSION_TOKEN": "",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    r = cli("status", env=env)
+    assert r.code == 1 and "no AWS credentials found" in r.err and "aws configure" in r.err
+    assert "Traceback" not in r.err
+    debug = cli("--debug", "status", env=env)
+    assert "Traceback" in debug.err
+
+
+def test_missing_region(cli):
+    r = cli("status", env={"AWS_DEFAULT_REGION": ""})
+    assert r.code == 2 and "no AWS region configured" in r.err and "--region" in r.err
+
+
+def test_prices_and_config_need_no_aws(cli):
+    r = cli("prices", "--json", "--family", "p5")
+    data = json.loads(r.out)
+    assert {t["type"] for t in data["types"]} == {"p5.4xlarge", "p5.48xlarge"}
+    (cli.home.parent / "config").mkdir()
+    (cli.home.parent / "config" / "dlenv.toml").write_text('instance = "g5.xlarge"\ndisk = 200\n')
+    cfg = json.loads(cli("config", "--json", env={"DLENV_DISK": "300"}).out)
+    assert cfg["instance"]["value"] == "g5.xlarge" and cfg["instance"]["source"].endswith(
+        "dlenv.toml"
+    )
+    assert cfg["disk"] == {"value": 300, "source": "DLENV_DISK"}
+    bad = cli("config", env={"DLENV_DISK": "lots"})
+    assert bad.code == 2 and "DLENV_DISK: disk = 'lots' is not an integer" in bad.err
+
+
+HEAVY = ("boto3", "botocore", "paramiko", "fabric", "docker", "invoke", "moto")
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        [],
+        ["up"],
+        ["status"],
+        ["down"],
+        ["ssh"],
+        ["doctor"],
+        ["prices"],
+        ["provision"],
+        ["local"],
+        ["build"],
+        ["smoke-test"],
+    ],
+)
+def test_help_imports_no_sdk(cli, cmd):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dlenv", *cmd, "--help"],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    modules = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
