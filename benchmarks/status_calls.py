@@ -14,6 +14,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
+def _recorder(calls: list[str]):
+    def record(model, **kwargs) -> None:
+        calls.append(model.name)
+
+    return record
+
+
 def main() -> None:
     from awsfake import FAKE_ENV, seed_ubuntu
 
@@ -43,9 +50,7 @@ def main() -> None:
                     ],
                 )
             calls: list[str] = []
-            aws.ec2.meta.events.register(
-                "before-call.ec2.*", lambda model, **kw: calls.append(model.name)
-            )
+            aws.ec2.meta.events.register("before-call.ec2.*", _recorder(calls))
             envs = instances.list_environments(aws)
             assert len(envs) == count
             ops = sorted(set(calls))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_lifecycle_journey(cli):
     ssh_config = (cli.home / ".ssh" / "config").read_text()
     assert "Include " in ssh_config
     include = ssh_config.split("Include ", 1)[1].split("\n", 1)[0]
-    assert "Host dlenv-journey" in open(include).read()
+    assert "Host dlenv-journey" in Path(include).read_text()
 
     assert cli("stop", "journey").code == 0
     assert _status(cli, "journey")[0]["state"] == "stopped"
@@ -46,7 +47,7 @@ def test_lifecycle_journey(cli):
     r = cli("down", "journey", "--yes")
     assert r.code == 0, r.err
     assert dlenv_resources("us-east-1", "journey", cli.endpoint) == NOTHING
-    assert "Host dlenv-journey" not in open(include).read()
+    assert "Host dlenv-journey" not in Path(include).read_text()
     assert not [e for e in _status(cli) if e["name"] == "journey"]
 
 
