@@ -97,7 +97,9 @@ def _cached_prices(region: str | None) -> tuple[dict[str, float], str] | None:
 
 
 def names() -> list[str]:
-    return sorted(_raw()["types"])
+    """Type names by family, then size (g6e.2xlarge before g6e.12xlarge)."""
+    types = _raw()["types"]
+    return sorted(types, key=lambda n: (n.split(".")[0], types[n]["vcpus"], n))
 
 
 def lookup(name: str, region: str | None = None) -> InstanceType:
