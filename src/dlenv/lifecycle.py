@@ -88,11 +88,11 @@ def up(
             terminal.info(
                 f"{name} is already running ({existing.instance_id}, {existing.public_ip}); nothing to do"
             )
-            target = _finish_ssh(aws, name, existing, settings, terminal, wait_ssh=wait_ssh)
+            target = ready_for_ssh(aws, name, existing, settings, terminal, wait_ssh=wait_ssh)
             return UpResult(existing, "already-running", target)
         terminal.info(f"{name} exists and is {existing.state}: starting it")
         env = start(name, settings, terminal)
-        target = _finish_ssh(aws, name, env, settings, terminal, wait_ssh=wait_ssh)
+        target = ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=wait_ssh)
         return UpResult(env, "started", target)
 
     warning = catalog.torch_support_warning(itype)
@@ -154,7 +154,7 @@ def up(
     with terminal.phase(f"waiting for {inst['InstanceId']} to run"):
         instances.wait(aws, "instance_running", inst["InstanceId"])
     env = instances.get(aws, name)
-    target = _finish_ssh(aws, name, env, settings, terminal, wait_ssh=wait_ssh)
+    target = ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=wait_ssh)
     return UpResult(env, "launched", target)
 
 
@@ -200,7 +200,7 @@ def _target(name: str, env: Any, settings: Settings) -> Any:
     )
 
 
-def _finish_ssh(
+def ready_for_ssh(
     aws: Any, name: str, env: Any, settings: Settings, terminal: Terminal, *, wait_ssh: bool
 ) -> Any:
     """Write the ssh config entry and, unless told not to, wait until SSH login works."""

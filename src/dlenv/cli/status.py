@@ -60,9 +60,16 @@ def status(app, name: str | None, as_json: bool) -> None:
                 "state_reason": env.state_reason,
             }
         )
+    from dlenv.tunnel import open_tunnels
+
+    tunnels = [{k: t[k] for k in ("name", "pid", "local_port")} for t in open_tunnels()]
     if as_json:
-        app.terminal.json({"region": aws.region_name, "environments": rows})
+        app.terminal.json({"region": aws.region_name, "environments": rows, "tunnels": tunnels})
         return
+    for t in tunnels:
+        app.terminal.info(
+            f"tunnel open: {t['name']} -> http://127.0.0.1:{t['local_port']} (pid {t['pid']})"
+        )
     if not rows:
         app.terminal.info(f"no dlenv environments in {aws.region_name} (create one: dlenv up NAME)")
         return

@@ -1,0 +1,52 @@
+"""`dlenv jupyter [NAME | --host USER@HOST]`: tunnel to JupyterLab and print its URL."""
+
+from __future__ import annotations
+
+import click
+
+from dlenv.cli.options import yes_option
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option(
+    "--host", metavar="USER@HOST[:PORT]", help="Any SSH box provisioned by dlenv (no AWS)."
+)
+@click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
+@click.option(
+    "--port", default=8888, show_default=True, help="Local port (the next free one if taken)."
+)
+@click.option("--no-browser", is_flag=True, help="Do not open a browser.")
+@click.option("--background", is_flag=True, help="Leave the tunnel running; `--stop` ends it.")
+@click.option("--stop", "stop", is_flag=True, help="Close background tunnels (NAME's, or all).")
+@yes_option
+@click.pass_obj
+def jupyter(app, name, host, identity, port, no_browser, background, stop, yes) -> None:
+    """Open an SSH tunnel to NAME's JupyterLab and print http://127.0.0.1:PORT/lab?token=...
+
+    \b
+    dlenv jupyter mybox                    foreground; Ctrl-C closes it
+    dlenv jupyter mybox --background       keep it open; dlenv status lists it
+    dlenv jupyter --stop                   close background tunnels
+    """
+    if stop:
+        from dlenv import tunnel
+
+        closed = tunnel.stop_background(name)
+        app.terminal.info(
+            f"closed: {', '.join(closed)}" if closed else "no background tunnel was open"
+        )
+        return
+    from dlenv.jupyter_access import open_jupyter
+
+    open_jupyter(
+        name,
+        host,
+        identity,
+        app.settings(),
+        app.terminal,
+        port=port,
+        browser=not no_browser,
+        background=background,
+        yes=yes,
+    )
