@@ -65,7 +65,7 @@ def up(
     wait_ssh: bool = True,
     instance_explicit: bool = True,
 ) -> UpResult:
-    from dlenv.cloud import ami, catalog, instances, keys, launch, network
+    from dlenv.cloud import ami, catalog, instances, keys, launch, network, quota
     from dlenv.cloud.session import from_settings
 
     validate_name(name)
@@ -100,6 +100,9 @@ def up(
         terminal.warn(warning)
     with terminal.phase(f"checking {itype.name} in {region}"):
         zones = launch.check_offered(aws, itype.name)
+        quota.preflight(
+            aws, itype, settings.spot and settings.spot_fallback != "on-demand", terminal.warn
+        )
         image = ami.resolve(aws, settings.ami, itype.arch)
         if cidr is None:
             cidr = network.caller_cidr(settings.ip_check_url)
@@ -336,3 +339,27 @@ def _delete_group_when_free(aws: Any, name: str, timeout: float = 180) -> bool:
             ):
                 raise
             time.sleep(5)
+
+
+def allow_ip(name: str, settings: Settings) -> str:
+    """Make the environment's security group allow SSH from the caller's current address only."""
+    from dlenv.cloud import instances, network
+    from dlenv.cloud.aws_errors import translated
+    from dlenv.cloud.session import from_settings
+
+    aws = from_settings(settings)
+    instances.get(aws, name)
+    group = network.find_group(aws, name)
+    if group is None:
+        raise NotFoundError(
+            f"{name} has no dlenv security group",
+            f"`dlenv down {name}` and `dlenv up {name}` recreate it",
+        )
+    cidr = (
+        network.normalize_cidr(settings.allow_cidr)
+        if settings.allow_cidr
+        else network.caller_cidr(settings.ip_check_url)
+    )
+    with translated(region=aws.region_name):
+        network.set_ssh_cidr(aws, group["GroupId"], cidr, group)
+    return cidr

@@ -38,8 +38,8 @@ def wait_for_port(target: SshTarget, deadline: float) -> None:
             if time.monotonic() + delay > deadline:
                 raise SshError(
                     f"port {target.port} on {target.host} did not answer ({exc.__class__.__name__})",
-                    "the instance may still be booting (`dlenv status`), or the security group "
-                    "allows another IP than yours now: re-run with --allow-cidr YOUR_IP/32",
+                    "the instance may still be booting (`dlenv status`), or your IP changed since "
+                    f"launch and the security group blocks it: `dlenv allow-ip {target.name or 'NAME'}`",
                     host=target.label,
                 ) from None
             time.sleep(delay)

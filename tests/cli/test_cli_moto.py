@@ -160,15 +160,26 @@ def test_doctor_reports_each_check(cli):
     r = cli("doctor", "--json")
     data = json.loads(r.out)
     checks = {c["name"]: c for c in data["checks"]}
-    assert checks["credentials"]["status"] == "OK" and "123456789012" in checks["credentials"]["detail"]
+    assert (
+        checks["credentials"]["status"] == "OK"
+        and "123456789012" in checks["credentials"]["detail"]
+    )
     assert checks["region"]["detail"] == "us-east-1"
     assert checks["ssh client"]["status"] in {"OK", "FAIL"}
     # moto has no Service Quotas for EC2: unreadable quota is a warning, never a failure
     assert checks["G/VT on-demand vCPU quota"]["status"] == "WARN"
     assert r.code == (1 if not data["ok"] else 0)
-    no_creds = cli("doctor", "--json", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                                            "AWS_SESSION_TOKEN": "", "AWS_EC2_METADATA_DISABLED": "true",
-                                            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-                                            "AWS_CONFIG_FILE": "/nonexistent"})
+    no_creds = cli(
+        "doctor",
+        "--json",
+        env={
+            "AWS_ACCESS_KEY_ID": "",
+            "AWS_SECRET_ACCESS_KEY": "",
+            "AWS_SESSION_TOKEN": "",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            "AWS_CONFIG_FILE": "/nonexistent",
+        },
+    )
     failed = {c["name"]: c for c in json.loads(no_creds.out)["checks"]}
     assert no_creds.code == 1 and "aws configure" in failed["credentials"]["detail"]

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "build": "dlenv.cli.build:build",
     "local": "dlenv.cli.local:local",
     "config": "dlenv.cli.config_cmd:config_cmd",
+    "allow-ip": "dlenv.cli.allow_ip:allow_ip",
 }
 
 

@@ -39,6 +39,19 @@ DISTROS: dict[str, Distro] = {
         "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-{arch}-server-*",
         "ubuntu",
     ),
+    # AWS's Deep Learning Base AMI: NVIDIA driver + CUDA preinstalled, so those steps are skipped.
+    "dlami": Distro(
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id",
+        "amazon",
+        "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*",
+        "ubuntu",
+    ),
+    "dlami-24.04": Distro(
+        "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-24.04/latest/ami-id",
+        "amazon",
+        "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04)*",
+        "ubuntu",
+    ),
     "debian-12": Distro(
         "/aws/service/debian/release/12/latest/{arch}", DEBIAN, "debian-12-{arch}-*", "admin"
     ),
@@ -86,7 +99,7 @@ def _resolve_distro(aws: Any, spec: str, arch: str) -> Image:
             value = aws.client("ssm").get_parameter(Name=path)["Parameter"]["Value"]
             images = aws.ec2.describe_images(ImageIds=[value]).get("Images", [])
             name = images[0].get("Name", value) if images else value
-            return Image(value, name, distro.user, spec, arch, f"ssm:{path}")
+            return Image(value, name, distro.user, _os_of(spec), arch, f"ssm:{path}")
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in {
                 "ParameterNotFound",
@@ -113,10 +126,15 @@ def _resolve_distro(aws: Any, spec: str, arch: str) -> Image:
         newest["ImageId"],
         newest.get("Name", ""),
         distro.user,
-        spec,
+        _os_of(spec),
         arch,
         f"describe_images owner {distro.owner}",
     )
+
+
+def _os_of(spec: str) -> str:
+    """The OS a distro spec runs (the DLAMI flavours are Ubuntu)."""
+    return {"dlami": "ubuntu-22.04", "dlami-24.04": "ubuntu-24.04"}.get(spec, spec)
 
 
 def guess_user(name: str, description: str = "") -> str:
