@@ -14,8 +14,9 @@ from dlenv.terminal import Terminal
 def run_cli(group: click.Group, argv: list[str] | None, *, debug: bool) -> int:
     terminal = Terminal(debug=debug)
     try:
-        group.main(args=argv, prog_name="dlenv", standalone_mode=False)
-        return 0
+        # with standalone_mode=False click returns ctx.exit(n)'s code instead of raising
+        rv = group.main(args=argv, prog_name="dlenv", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.Abort:
