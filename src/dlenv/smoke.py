@@ -97,3 +97,38 @@ def remote_command(python_path: str, args: list[str], remote_dir: str = REMOTE_D
         f"cd ~ && PYTHONPATH={pythonpath}${{PYTHONPATH:+:$PYTHONPATH}} "
         f"exec {shlex.quote(python_path)} -m dlenv_smoke " + " ".join(shlex.quote(a) for a in args)
     ).rstrip()
+
+
+def run_remote(target, args: list[str], name_hint: str) -> int:
+    """Run the installed job (`dlenv-smoke`) on a host over ssh; its report streams here.
+
+    Uses the same verified ssh options as the tunnel; returns the job's exit code.
+    """
+    import shlex
+
+    from dlenv.errors import DlenvError
+    from dlenv.tunnel import _ssh_failure, ssh_binary, ssh_options
+
+    remote = "command -v dlenv-smoke >/dev/null || exit 127; exec dlenv-smoke " + " ".join(
+        shlex.quote(a) for a in args
+    )
+    proc = subprocess.run(
+        [ssh_binary(), *ssh_options(target), remote],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if proc.stderr:
+        import sys
+
+        sys.stderr.write(proc.stderr)
+    if proc.returncode == 255:
+        raise _ssh_failure(target, proc.stderr or "")
+    if proc.returncode == 127:
+        raise DlenvError(
+            f"the smoke test is not installed on {target.label}",
+            f"install it with `dlenv provision {name_hint} --only smoke-test`",
+            host=target.label,
+        )
+    return proc.returncode

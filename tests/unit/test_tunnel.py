@@ -64,7 +64,7 @@ def test_missing_host_key_is_explained():
 def test_jupyter_needs_exactly_one_target(tmp_path, monkeypatch):
     from dlenv import config
     from dlenv.errors import UsageError
-    from dlenv.jupyter_access import resolve_target
+    from dlenv.targets import resolve_target
     from dlenv.terminal import Terminal
 
     with pytest.raises(UsageError, match="NAME or --host"):

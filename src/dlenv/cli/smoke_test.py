@@ -20,6 +20,7 @@ from dlenv.cli.options import json_option
     metavar="USER@HOST[:PORT]",
     help="Run on any SSH box instead of a dlenv environment.",
 )
+@click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
 @click.option("--local", is_flag=True, help="Run on this machine.")
 @click.option(
     "--python",
@@ -50,9 +51,12 @@ from dlenv.cli.options import json_option
     help="GPUs the machine should have; fewer visible is a failure.",
 )
 @json_option
+@click.pass_obj
 def smoke_test(
+    app,
     name: str | None,
     host_spec: str | None,
+    identity: str | None,
     local: bool,
     python_path: str | None,
     quick: bool,
@@ -66,7 +70,8 @@ def smoke_test(
     Exit codes: 0 passed on GPU (or on CPU with --device cpu),
                 10 passed but no usable GPU (CPU only), 1 failed.
     \b
-    dlenv smoke-test --local
+    dlenv smoke-test mybox                 on an environment (over SSH)
+    dlenv smoke-test --host ubuntu@10.0.0.5 -i key
     dlenv smoke-test --local --device cpu --json
     """
     from dlenv import smoke
@@ -83,12 +88,12 @@ def smoke_test(
         raise UsageError(f"{' and '.join(chosen)} both say where to run; give only one")
     args = smoke.job_args(as_json=as_json, quick=quick, device=device, expect_gpus=expect_gpus)
     if not local:
-        where = name or host_spec
-        raise UsageError(
-            f"running the smoke test on {where} needs the provisioning (SSH) "
-            "layer, which is not wired into this command yet",
-            "on the machine itself: `dlenv smoke-test --local` or `python -m dlenv_smoke`",
+        from dlenv.targets import resolve_target
+
+        _, target = resolve_target(
+            name, host_spec, identity, app.settings(), app.terminal, yes=False
         )
+        raise SystemExit(smoke.run_remote(target, args, name or f"--host {host_spec}"))
     # SystemExit, not ctx.exit: with standalone_mode=False click's main() *returns* an Exit's
     # code and run_cli currently drops it, which would turn a failed verdict into exit 0.
     sys.exit(smoke.run_local(args, python=python_path))

@@ -1,0 +1,47 @@
+"""Resolve where a command runs: a dlenv environment NAME or any box given as --host USER@HOST.
+
+`jupyter`, `smoke-test` and `provision` all accept both forms; a stopped environment is started
+(after confirmation) so one command takes the user from "it auto-stopped" back to work.
+"""
+
+from __future__ import annotations
+
+from dlenv.config import Settings
+from dlenv.errors import UsageError
+from dlenv.ssh_target import SshTarget
+from dlenv.terminal import Terminal
+
+
+def resolve_target(
+    name: str | None,
+    host: str | None,
+    identity: str | None,
+    settings: Settings,
+    terminal: Terminal,
+    *,
+    yes: bool,
+) -> tuple[str, SshTarget]:
+    """(display name, SshTarget); a stopped environment is started after confirmation."""
+    if bool(name) == bool(host):
+        raise UsageError(
+            "give an environment NAME or --host USER@HOST (one of them)",
+            "e.g. `dlenv jupyter mybox` or `dlenv jupyter --host ubuntu@10.0.0.5 -i key`",
+        )
+    if host:
+        target = SshTarget.parse(host, key_file=identity, proxy_command=settings.ssh_proxy_command)
+        return target.label, target
+    from dlenv import lifecycle
+    from dlenv.cloud import instances
+    from dlenv.cloud.session import from_settings
+
+    aws = from_settings(settings)
+    env = instances.get(aws, name)
+    if env.state in {"stopped", "stopping"}:
+        if not terminal.confirm(
+            f"{name} is {env.state}. Start it ({env.instance_type})?", assume_yes=yes
+        ):
+            raise UsageError(f"{name} is stopped", f"start it with `dlenv start {name}`")
+        env = lifecycle.start(name, settings, terminal)
+        target = lifecycle.ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=True)
+        return name, target
+    return name, instances.ssh_target_for(name, settings)
