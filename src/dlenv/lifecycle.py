@@ -215,8 +215,10 @@ def ready_for_ssh(
     if not wait_ssh:
         return target
     deadline = time.monotonic() + settings.ssh_timeout
-    with terminal.phase(f"waiting for SSH on {target.host}"):
+    how = "through ssh_proxy_command" if target.proxy_command else f"{target.host}:{target.port}"
+    with terminal.phase(f"waiting for the SSH port ({how})"):
         sshwait.wait_for_port(target, deadline)
+    with terminal.phase(f"SSH login as {target.user} (host key verified)"):
         sshwait.wait_for_login(
             target,
             deadline,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dlenv.cli.options import setting_option
+from dlenv.cli.options import aws_options, setting_option
 
 
 @click.command("allow-ip")
@@ -15,6 +15,7 @@ from dlenv.cli.options import setting_option
     help="CIDR to allow instead of your detected IP /32.",
     metavar="CIDR",
 )
+@aws_options
 @click.pass_obj
 def allow_ip(app, name: str, **flags) -> None:
     """Replace NAME's SSH ingress rule with your current public IP (/32) or --allow-cidr."""

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import click
 
-from dlenv.cli.options import json_option
+from dlenv.cli.options import aws_options, json_option
 
 
 @click.command()
 @click.option("--no-aws", is_flag=True, help="Skip the AWS checks (local notebooks only).")
 @json_option
+@aws_options
 @click.pass_obj
-def doctor(app, no_aws: bool, as_json: bool) -> None:
+def doctor(app, no_aws: bool, as_json: bool, **aws_flags) -> None:
     """Check that this machine and AWS account can run dlenv; exit 1 if anything fails."""
     from dlenv.doctor import run_checks
 
-    checks = run_checks(app.settings(), aws=not no_aws)
+    checks = run_checks(app.settings(**aws_flags), aws=not no_aws)
     failed = [c for c in checks if c.status == "FAIL"]
     if as_json:
         app.terminal.json({"ok": not failed, "checks": [c.__dict__ for c in checks]})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dlenv.cli.options import yes_option
+from dlenv.cli.options import aws_options, yes_option
 
 
 @click.command()
@@ -20,8 +20,11 @@ from dlenv.cli.options import yes_option
 @click.option("--background", is_flag=True, help="Leave the tunnel running; `--stop` ends it.")
 @click.option("--stop", "stop", is_flag=True, help="Close background tunnels (NAME's, or all).")
 @yes_option
+@aws_options
 @click.pass_obj
-def jupyter(app, name, host, identity, port, no_browser, background, stop, yes) -> None:
+def jupyter(
+    app, name, host, identity, port, no_browser, background, stop, yes, **aws_flags
+) -> None:
     """Open an SSH tunnel to NAME's JupyterLab and print http://127.0.0.1:PORT/lab?token=...
 
     \b
@@ -43,7 +46,7 @@ def jupyter(app, name, host, identity, port, no_browser, background, stop, yes) 
         name,
         host,
         identity,
-        app.settings(),
+        app.settings(**aws_flags),
         app.terminal,
         port=port,
         browser=not no_browser,

@@ -35,3 +35,21 @@ def setting_option(*decls: str, setting: str, help: str, **kwargs: Any) -> Calla
     return click.option(
         *decls, setting, default=None, help=f"{help} [env: {env}; dlenv.toml: {setting}]", **kwargs
     )
+
+
+def aws_options(func: F) -> F:
+    """--region/--profile on the command itself too (`dlenv up x --region eu-west-1`)."""
+    func = click.option(
+        "--profile",
+        "profile",
+        default=None,
+        metavar="NAME",
+        help="AWS profile. [env: AWS_PROFILE, DLENV_PROFILE]",
+    )(func)
+    return click.option(
+        "--region",
+        "region",
+        default=None,
+        metavar="REGION",
+        help="AWS region. [env: AWS_REGION, AWS_DEFAULT_REGION, DLENV_REGION]",
+    )(func)

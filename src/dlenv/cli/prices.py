@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dlenv.cli.options import json_option
+from dlenv.cli.options import aws_options, json_option
 
 
 @click.command()
@@ -21,12 +21,13 @@ from dlenv.cli.options import json_option
     help="Only these families (g4dn, g5, p5 ...).",
 )
 @json_option
+@aws_options
 @click.pass_obj
-def prices(app, refresh: bool, families: tuple[str, ...], as_json: bool) -> None:
+def prices(app, refresh: bool, families: tuple[str, ...], as_json: bool, **aws_flags) -> None:
     """List GPU instance types: GPU, memory, compute capability, vCPUs, $/h, vCPU quota codes."""
     from dlenv.cloud import catalog
 
-    settings = app.settings()
+    settings = app.settings(**aws_flags)
     region = settings.region
     if refresh:
         from dlenv.cloud import pricing

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import click
 
+from dlenv.cli.options import aws_options
+
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@aws_options
 @click.pass_obj
-def ssh(app, name: str, command: tuple[str, ...]) -> None:
+def ssh(app, name: str, command: tuple[str, ...], **aws_flags) -> None:
     """Open a shell on NAME, or run COMMAND there (`dlenv ssh mybox -- nvidia-smi`)."""
     import os
     import shutil
@@ -18,7 +21,7 @@ def ssh(app, name: str, command: tuple[str, ...]) -> None:
     from dlenv.cloud.instances import ssh_target_for
     from dlenv.errors import DlenvError
 
-    settings = app.settings()
+    settings = app.settings(**aws_flags)
     target = ssh_target_for(name, settings)  # refreshes the IP (it changes on start)
     sshconfig.write_entry(name, target)
     binary = shutil.which("ssh")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dlenv.cli.options import json_option
+from dlenv.cli.options import aws_options, json_option
 
 
 def _duration(hours: float) -> str:
@@ -15,14 +15,15 @@ def _duration(hours: float) -> str:
 @click.command()
 @click.argument("name", required=False)
 @json_option
+@aws_options
 @click.pass_obj
-def status(app, name: str | None, as_json: bool) -> None:
+def status(app, name: str | None, as_json: bool, **aws_flags) -> None:
     """Show environments: type, GPU, state, IP, uptime, $/h, cost so far, stack."""
     from dlenv.cloud import catalog, instances
     from dlenv.cloud.session import from_settings
     from dlenv.lifecycle import stack_fingerprint
 
-    settings = app.settings()
+    settings = app.settings(**aws_flags)
     aws = from_settings(settings)
     envs = instances.list_environments(aws, name)
     if name and not envs:

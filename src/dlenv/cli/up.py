@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dlenv.cli.options import setting_option, yes_option
+from dlenv.cli.options import aws_options, setting_option, yes_option
 
 
 @click.command()
@@ -67,6 +67,7 @@ from dlenv.cli.options import setting_option, yes_option
     "--no-provision", is_flag=True, help="Launch only: return once the instance runs (no SSH wait)."
 )
 @yes_option
+@aws_options
 @click.pass_obj
 def up(app, name: str, no_provision: bool, yes: bool, **flags) -> None:
     """Launch a GPU environment NAME (or start it if stopped), then provision it.

@@ -1,0 +1,1 @@
+from motocli import cli, moto_server  # noqa: F401  (fixtures)

@@ -1,0 +1,225 @@
+"""The whole journey through the real CLI: up -> status -> jupyter -> notebook -> smoke-test ->
+ssh -> down, against moto's server and a fresh systemd host container standing in for the EC2
+instance, reached through the documented `ssh_proxy_command` setting (as SSM/bastion users do).
+
+The container's real SSH host keys are put in the instance's console output (as cloud-init
+prints them), so the run exercises the verified host-key path, not trust-on-first-use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from awsfake import dlenv_resources
+from harness import hosts
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.hosts]
+
+NAME = "e2e"
+RELAY = Path(__file__).with_name("relay.py")
+ARTIFACTS = Path(
+    os.environ.get("DLENV_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
+)
+
+
+def console_with_host_keys(keys: list[str]) -> str:
+    lines = "\n".join(" ".join(k.split()[:2]) + " root@host" for k in keys)
+    return (
+        "[  OK  ] Started cloud-final.service\n-----BEGIN SSH HOST KEY KEYS-----\n"
+        f"{lines}\n-----END SSH HOST KEY KEYS-----\n"
+    )
+
+
+@pytest.fixture
+def host(tmp_path):
+    hosts.require_engine()
+    hosts.ensure_images()
+    h = hosts.start_host(work=tmp_path)
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+def journey_cli(cli, host, tmp_path, monkeypatch):
+    """The CLI wired to the container: dlenv's key for NAME is the container's authorized key."""
+    import moto.ec2.responses.general as general
+
+    monkeypatch.setattr(general, "SAMPLE_CONSOLE_OUTPUT", console_with_host_keys(host.host_keys))
+    keys = Path(cli.env["DLENV_STATE_DIR"]) / "keys"
+    keys.mkdir(parents=True, mode=0o700)
+    shutil.copy(host.key, keys / f"dlenv-{NAME}")
+    shutil.copy(host.key.with_suffix(".pub"), keys / f"dlenv-{NAME}.pub")
+    (keys / f"dlenv-{NAME}").chmod(0o600)
+    cli.env.update(
+        {
+            "DLENV_SSH_USER": hosts.USER,
+            "DLENV_SSH_PROXY_COMMAND": f"{sys.executable} {RELAY} 127.0.0.1 {host.port}",
+            "DLENV_SSH_TIMEOUT": "180",
+        }
+    )
+    return cli
+
+
+def wheelhouse() -> str:
+    from docker_support import find_wheelhouse
+
+    return str(find_wheelhouse())
+
+
+def test_whole_journey(journey_cli, host, tmp_path):
+    cli = journey_cli
+    started = time.monotonic()
+    up = cli(
+        "up",
+        NAME,
+        "--yes",
+        "--python",
+        "uv",
+        "--wheelhouse",
+        wheelhouse(),
+        "--idle-stop",
+        "30",
+        timeout=1500,
+    )
+    assert up.code == 0, up.err[-3000:]
+    assert "host keys read from the instance console" in up.err
+    assert "trusting on first use" not in up.err
+    assert f"dlenv jupyter {NAME}" in up.err
+    print(f"up (launch + provision): {time.monotonic() - started:.1f}s")
+
+    status = json.loads(cli("status", "--json").out)
+    [env] = [e for e in status["environments"] if e["name"] == NAME]
+    assert env["state"] == "running"
+
+    jup = cli("jupyter", NAME, "--no-browser", "--background", "--port", "18765")
+    assert jup.code == 0, jup.err
+    url = jup.out.strip().splitlines()[-1]
+    assert url.startswith("http://127.0.0.1:") and "/lab?token=" in url
+    base, token = url.split("/lab?token=")
+    try:
+        assert (
+            requests.get(f"{base}/api/status", params={"token": token}, timeout=30).status_code
+            == 200
+        )
+        assert requests.get(f"{base}/api/kernels", timeout=30).status_code == 403
+        assert (
+            requests.get(f"{base}/api/kernels", params={"token": "wrong"}, timeout=30).status_code
+            == 403
+        )
+        tunnels = json.loads(cli("status", "--json").out)["tunnels"]
+        assert [t["name"] for t in tunnels] == [NAME]
+
+        _run_notebook(base, token)
+        _screenshot_lab(url)
+
+        smoke = cli("smoke-test", NAME, "--json", timeout=300)
+        assert smoke.code == 10, smoke.err[-2000:]  # passed, CPU only (no GPU in the container)
+        report = json.loads(smoke.out)
+        assert report["verdict"] == "cpu-only" and report["train"]["passed"]
+
+        nproc = cli("ssh", NAME, "--", "nproc")
+        assert nproc.code == 0 and int(nproc.out.strip()) >= 1, nproc.err
+    finally:
+        stop = cli("jupyter", "--stop", NAME)
+    assert stop.code == 0 and NAME in stop.err
+    assert json.loads(cli("status", "--json").out)["tunnels"] == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/api/status", timeout=5)
+
+    down = cli("down", NAME, "--yes")
+    assert down.code == 0, down.err
+    assert dlenv_resources("us-east-1", NAME, cli.endpoint) == {
+        "instances": [],
+        "security_groups": [],
+        "key_pairs": [],
+        "volumes": [],
+    }
+    include = Path(cli.env["DLENV_STATE_DIR"]) / "ssh_config"
+    assert f"Host dlenv-{NAME}" not in include.read_text()
+
+
+def _run_notebook(base: str, token: str) -> None:
+    import nbformat
+
+    from jupyter_ws import execute_notebook, text_of
+
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("import torch\nprint('torch', torch.__version__)"),
+            nbformat.v4.new_code_cell(
+                "from dlenv_smoke import job, torchprobe\n"
+                "device = 'cuda' if job.usable_gpu(torchprobe.collect()) else 'cpu'  # the smoke test's choice\n"
+                "x = torch.randn(256, 256, device=device)\n"
+                "print('device', device, 'ok', bool(torch.isfinite(x @ x).all()))"
+            ),
+        ]
+    )
+    out = text_of(execute_notebook(base, token, nb))
+    assert "torch 2." in out and "device cpu ok True" in out, out
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, ARTIFACTS / "e2e-notebook.ipynb")
+
+
+def _screenshot_lab(url: str) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (scripts/test installs it as root)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "e2e-jupyterlab.png"
+    shot.unlink(missing_ok=True)
+    profile = ARTIFACTS / "chromium-profile"
+    args = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,800",
+        "--virtual-time-budget=15000",
+        f"--screenshot={shot}",
+        "--dump-dom",
+        url,
+    ]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    shutil.rmtree(profile, ignore_errors=True)
+    assert shot.is_file() and shot.stat().st_size > 10_000, proc.stderr[-1000:]
+    # The Lab shell rendered (not a login page): its DOM has the application shell
+    assert 'id="main"' in proc.stdout or "jp-LabShell" in proc.stdout, proc.stdout[-1500:]
+
+
+def test_wrong_host_key_in_console_is_refused(cli, host, tmp_path, monkeypatch):
+    """A host key that does not match what AWS's console shows stops `up`: nothing is trusted."""
+    import moto.ec2.responses.general as general
+
+    fake = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmOTffjmrgHkvOmnbWOrzA2f7kDEiWjmJUNJ8zFPtTp"
+    monkeypatch.setattr(general, "SAMPLE_CONSOLE_OUTPUT", console_with_host_keys([fake]))
+    keys = Path(cli.env["DLENV_STATE_DIR"]) / "keys"
+    keys.mkdir(parents=True, mode=0o700)
+    shutil.copy(host.key, keys / "dlenv-mitm")
+    shutil.copy(host.key.with_suffix(".pub"), keys / "dlenv-mitm.pub")
+    (keys / "dlenv-mitm").chmod(0o600)
+    env = {
+        "DLENV_SSH_USER": hosts.USER,
+        "DLENV_SSH_TIMEOUT": "60",
+        "DLENV_SSH_PROXY_COMMAND": f"{sys.executable} {RELAY} 127.0.0.1 {host.port}",
+    }
+    try:
+        r = cli("up", "mitm", "--yes", env=env, timeout=300)
+        assert r.code == 1 and "host key mismatch" in r.err, r.err[-2000:]
+        assert "Traceback" not in r.err
+    finally:
+        cli("down", "mitm", "--yes")
