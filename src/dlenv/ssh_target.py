@@ -91,3 +91,18 @@ class SshTarget:
             known_hosts=known_hosts,
             proxy_command=proxy_command,
         )
+
+
+def load_host_keys(host_keys: object, target: SshTarget) -> None:
+    """Load `target.known_hosts` into a paramiko HostKeys, honouring `host_key_alias`.
+
+    paramiko looks host keys up by the address it connects to; an EC2 environment's keys are
+    recorded under its stable alias (`dlenv-<name>`), so they are mapped onto the address here.
+    """
+    if target.known_hosts is None or not target.known_hosts.is_file():
+        return
+    host_keys.load(str(target.known_hosts))  # type: ignore[attr-defined]
+    if target.host_key_alias:
+        address = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
+        for keytype, key in (host_keys.lookup(target.host_key_alias) or {}).items():  # type: ignore[attr-defined]
+            host_keys.add(address, keytype, key)  # type: ignore[attr-defined]

@@ -49,15 +49,12 @@ def wait_for_port(target: SshTarget, deadline: float) -> None:
 def _connect(target: SshTarget, tofu: bool, say: Say):
     import paramiko
 
+    from dlenv.ssh_target import load_host_keys
     from dlenv.sshconfig import add_host_keys
 
     known_hosts = str(target.known_hosts)
     client = paramiko.SSHClient()
-    client.load_host_keys(known_hosts)
-    if target.host_key_alias:  # paramiko looks keys up by address: map the alias's keys onto it
-        address = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
-        for keytype, key in (client.get_host_keys().lookup(target.host_key_alias) or {}).items():
-            client.get_host_keys().add(address, keytype, key)
+    load_host_keys(client.get_host_keys(), target)
 
     class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
         def missing_host_key(self, client, hostname, key):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from dlenv.cli.options import aws_options, setting_option, yes_option
+from dlenv.cli.provision import STACK_FLAGS, stack_options
 
 
 @click.command()
@@ -66,6 +67,7 @@ from dlenv.cli.options import aws_options, setting_option, yes_option
 @click.option(
     "--no-provision", is_flag=True, help="Launch only: return once the instance runs (no SSH wait)."
 )
+@stack_options
 @yes_option
 @aws_options
 @click.pass_obj
@@ -76,8 +78,13 @@ def up(app, name: str, no_provision: bool, yes: bool, **flags) -> None:
     Example:  dlenv up mybox --instance g4dn.xlarge --spot --spot-fallback on-demand
     """
     from dlenv import lifecycle
+    from dlenv.cli.provision import build_options
 
+    stack_flags = {k: flags.pop(k) for k in STACK_FLAGS}
     settings = app.settings(**flags)
+    options = (
+        None if no_provision else build_options(settings, **stack_flags)
+    )  # bad flags fail first
     instance_explicit = "instance" in settings.sources
     result = lifecycle.up(
         name,
@@ -97,14 +104,9 @@ def up(app, name: str, no_provision: bool, yes: bool, **flags) -> None:
         term.info(f"connect: dlenv ssh {name}   (or: ssh dlenv-{name} once SSH is up)")
         term.info(f"provision later: dlenv provision {name}")
         return
-    _provision(app, name, result.target, settings)
-    term.info(f"next: dlenv jupyter {name}   |   ssh dlenv-{name}   |   dlenv down {name}")
+    from dlenv.provision.runner import provision_environment
 
-
-def _provision(app, name, target, settings) -> None:
-    try:
-        from dlenv.provision import runner
-    except ImportError:
-        app.terminal.warn("provisioning is not part of this build; the instance is ready for SSH")
-        return
-    runner.provision_environment(name, target, settings, app.terminal)
+    provision_environment(name, result.target, settings, term, options=options)
+    term.info(
+        f"next: dlenv jupyter {name}   |   dlenv smoke-test {name}   |   ssh dlenv-{name}   |   dlenv down {name}"
+    )

@@ -1,0 +1,364 @@
+"""The provisioning steps: small objects whose content is shell rendered from the manifest.
+
+A `Step` has a `check` (exit 0 = already true on this host) and an `apply`; both are bash bodies
+rendered with jinja2 from `provision/steps/<name>.{check,apply}.sh.j2` and run after the shared
+prelude (`_prelude.sh.j2`, helper functions exported to every body). The SSH runner, the
+Dockerfile and Packer all use the same rendered bodies, so no channel has its own install logic.
+
+Rendering takes optional `HostFacts`: with them (the SSH runner) OS-specific steps render only the
+commands for that OS and kernel (the golden plans show exactly these); without them
+(`render_script`) they dispatch on /etc/os-release at run time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import shlex
+import tarfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from dlenv.errors import UsageError
+from dlenv.provision.manifest import Stack, provision_dir
+from dlenv.provision.options import ProvisionOptions
+from dlenv.provision.osinfo import HostFacts
+
+BASE_PACKAGES = (
+    "ca-certificates",
+    "curl",
+    "python3",
+    "python3-venv",
+    "pciutils",
+    "procps",
+    "iproute2",
+    "bzip2",
+    "git",
+)
+REBOOT_EXIT = 100
+"""Exit code of the runner's step wrapper (never of an apply) when the apply left the
+/run/dlenv/reboot-required marker: the runner reboots, reconnects and re-checks the step."""
+
+
+@dataclass(frozen=True)
+class StepDef:
+    name: str
+    summary: str
+    profiles: tuple[str, ...] = ("vm", "container")
+    gpu_only: bool = False
+    tags: tuple[str, ...] = ()
+
+
+STEP_DEFS: tuple[StepDef, ...] = (
+    StepDef("ca-bundle", "trust the --ca-bundle CA for apt/pip/uv/conda"),
+    StepDef("base-packages", "apt packages every later step needs"),
+    StepDef(
+        "nvidia-driver",
+        "NVIDIA driver (open modules), nouveau off, persistence on",
+        profiles=("vm",),
+        gpu_only=True,
+        tags=("reboot",),
+    ),
+    StepDef("cuda-toolkit", "CUDA toolkit, nvcc on PATH", profiles=("vm",), gpu_only=True),
+    StepDef("python-env", "conda or uv environment"),
+    StepDef("pytorch", "torch + torchvision matching the CUDA version"),
+    StepDef("jupyterlab", "JupyterLab + ipykernel, kernel registered"),
+    StepDef(
+        "jupyterlab-service",
+        "systemd service on 127.0.0.1 with a 0600 token",
+        profiles=("vm",),
+        tags=("per-instance",),
+    ),
+    StepDef(
+        "idle-autostop",
+        "systemd timer: shut down when idle",
+        profiles=("vm",),
+        tags=("per-instance",),
+    ),
+    StepDef("smoke-test", "the smoke-test job, runnable as dlenv-smoke"),
+)
+STEP_NAMES = tuple(d.name for d in STEP_DEFS)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    summary: str
+    check: str
+    apply: str
+    gpu_only: bool = False
+    tags: tuple[str, ...] = ()
+    skip_reason: str | None = None
+    """Set when this run leaves the step out (e.g. no NVIDIA GPU); the step is still listed."""
+
+    @property
+    def digest(self) -> str:
+        """Identifies exactly what this step does; recorded on the host beside the fingerprint."""
+        return hashlib.sha256(f"{self.check}\0{self.apply}".encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class StepSet:
+    """The steps of one run, in order, plus the prelude their bodies run after."""
+
+    prelude: str
+    steps: tuple[Step, ...]
+    fingerprint: str
+    context: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def active(self) -> list[Step]:
+        return [s for s in self.steps if s.skip_reason is None]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.steps)
+
+
+def validate_selection(names: tuple[str, ...], flag: str) -> None:
+    unknown = [n for n in names if n not in STEP_NAMES]
+    if unknown:
+        raise UsageError(
+            f"{flag}: unknown step {', '.join(unknown)}", f"steps are: {', '.join(STEP_NAMES)}"
+        )
+
+
+@lru_cache(maxsize=1)
+def _jinja_env():  # type: ignore[no-untyped-def]
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(provision_dir() / "steps")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["q"] = lambda value: shlex.quote(str(value))
+    return env
+
+
+def _render(template: str, context: dict[str, Any]) -> str:
+    return _jinja_env().get_template(template).render(**context).strip() + "\n"
+
+
+def smoke_package_dir() -> Path:
+    """The `dlenv_smoke` package to copy onto hosts (a checkout's src/ or the installed one)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("dlenv_smoke")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError("the dlenv_smoke package is not installed next to dlenv")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=1)
+def _smoke_payload() -> tuple[str, str]:
+    """A reproducible tar.gz of dlenv_smoke (sorted, zero mtimes) as base64 + its digest.
+
+    Computed once per process, so every host of one run (and every run of one long-lived
+    process) gets the same payload even while the package is being edited.
+    """
+    src = smoke_package_dir()
+    buf = io.BytesIO()
+    import gzip
+
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
+        files = sorted(
+            p
+            for p in src.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".pyc", ".pyo"}
+        )
+        for path in files:
+            info = tarfile.TarInfo(f"dlenv_smoke/{path.relative_to(src).as_posix()}")
+            data = path.read_bytes()
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    encoded = base64.encodebytes(raw).decode().strip()
+    return encoded, hashlib.sha256(raw).hexdigest()[:16]
+
+
+def env_prefix(stack: Stack, options: ProvisionOptions) -> str:
+    root = stack.get("python.root")
+    if options.python == "uv":
+        return f"{root}/env"
+    return f"{root}/conda/envs/{stack.get('python.env_name')}"
+
+
+REMOTE_WHEELHOUSE_NAME = "wheelhouse"
+REMOTE_INSTALLERS_NAME = "installers"
+
+
+def build_context(
+    stack: Stack, options: ProvisionOptions, facts: HostFacts | None
+) -> dict[str, Any]:
+    s = stack.data
+    root = s["python"]["root"]
+    user = options.user or (facts.user if facts and facts.user else "root")
+    os_key = facts.os.key if facts else None
+    gpu = bool(facts and facts.has_nvidia_gpu) and not options.cpu
+    dist_name = options.conda_dist or s["conda"]["default_dist"]
+    conda = stack.conda_dist(dist_name)
+    smoke_b64, smoke_digest = _smoke_payload()
+    prefix = env_prefix(stack, options)
+    variant = (
+        s["torch"]["cpu_variant"]
+        if options.cpu or (facts and not gpu)
+        else s["torch"]["cuda_variant"]
+    )
+    index_tpl = s["torch"].get("index_url", "")
+    ctx: dict[str, Any] = {
+        "s": s,
+        "fingerprint": stack.fingerprint,
+        "root": root,
+        "env_prefix": prefix,
+        "user": user,
+        "python": options.python,
+        "conda": conda,
+        "conda_dist_name": dist_name,
+        "conda_installer_path": (
+            f"{root}/{REMOTE_INSTALLERS_NAME}/{Path(options.conda_installer).name}"
+            if options.conda_installer
+            else ""
+        ),
+        "wheelhouse_dir": f"{root}/{REMOTE_WHEELHOUSE_NAME}" if options.wheelhouse else "",
+        "extra_env": dict(options.extra_env),
+        "os_key": os_key,
+        "gpu_build": gpu,
+        "torch_variant": variant,
+        "torch_index": index_tpl.replace("{variant}", variant) if index_tpl else "",
+        "base_packages": BASE_PACKAGES,
+        "ca_pem": Path(options.ca_bundle).read_text().strip() if options.ca_bundle else "",
+        "smoke_tar_b64": smoke_b64,
+        "smoke_digest": smoke_digest,
+        "idle_minutes": options.idle_stop,
+        "cuda_repo": options.profile == "vm" and not options.cpu,
+    }
+    ctx["driver_variants"] = _driver_variants(stack, facts)
+    ctx["cuda_profile"] = (
+        f"# dlenv: CUDA {s['cuda']['version']} toolkit on PATH\n"
+        f'export PATH="{s["cuda"]["home"]}/bin:$PATH"'
+    )
+    ctx["jupyter_unit"] = _jupyter_unit(s, prefix, user)
+    ctx["idle_conf"] = (
+        f"IDLE_MINUTES={options.idle_stop}\n"
+        f"GPU_UTIL_THRESHOLD={s['idle']['gpu_util_threshold']}\n"
+        f"JUPYTER_PORT={s['jupyter']['port']}\n"
+        f"TOKEN_FILE={s['jupyter']['token_file']}"
+    )
+    ctx["idle_timer"] = (
+        "[Unit]\nDescription=dlenv idle auto-stop check\n\n[Timer]\n"
+        f"OnBootSec=5min\nOnUnitActiveSec={s['idle']['check_interval']}\n\n"
+        "[Install]\nWantedBy=timers.target"
+    )
+    ctx["idle_script"] = _render("idle-check.sh.j2", ctx).strip()
+    return ctx
+
+
+def _driver_variants(stack: Stack, facts: HostFacts | None) -> list[dict[str, Any]]:
+    """One entry per OS family the driver step must handle (just the host's when facts are known)."""
+    nv = stack.data["nvidia"]
+    branch = nv["driver_branch"]
+    keys = [facts.os.key] if facts else stack.supported_os
+    flavour_known = bool(facts and facts.kernel_flavour)
+    flavour = facts.kernel_flavour if facts and flavour_known else "$(dlenv_kernel_flavour)"
+    modules_flavour = flavour if flavour_known else "$flavour"
+    variants: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        family = key.split("-")[0]
+        if family == "ubuntu":
+            entry = variants.setdefault(
+                "ubuntu",
+                {
+                    "family": "ubuntu",
+                    "keys": [],
+                    "flavour": flavour,
+                    "modules_package": nv["ubuntu_modules_package"].format(
+                        branch=branch, flavour=modules_flavour
+                    ),
+                    "utils_package": nv["ubuntu_utils_package"].format(branch=branch),
+                },
+            )
+        else:
+            entry = variants.setdefault(
+                key,
+                {
+                    "family": family,
+                    "keys": [],
+                    "dist": stack.data["cuda"]["repo_dist"].get(key, ""),
+                    "packages": [p.format(branch=branch) for p in nv["debian_packages"]],
+                },
+            )
+        entry["keys"].append(key)
+    for entry in variants.values():
+        entry["match"] = "|".join(entry["keys"])
+    return list(variants.values())
+
+
+def _jupyter_unit(s: dict[str, Any], prefix: str, user: str) -> str:
+    j = s["jupyter"]
+    return "\n".join(
+        [
+            "[Unit]",
+            "Description=dlenv JupyterLab (127.0.0.1 only; reach it through an SSH tunnel)",
+            "After=network-online.target",
+            "",
+            "[Service]",
+            f"User={user}",
+            "WorkingDirectory=~",
+            f"Environment=PATH={prefix}/bin:{s['cuda']['home']}/bin:/usr/local/bin:/usr/bin:/bin",
+            f"Environment=JUPYTER_TOKEN_FILE={j['token_file']}",
+            f"Environment={s['uv']['system_certs_env']}=1",
+            f"ExecStart={prefix}/bin/jupyter-lab --no-browser --ip={j['bind']} --port={j['port']} "
+            "--ServerApp.port_retries=0",
+            "Restart=on-failure",
+            "RestartSec=5",
+            "",
+            "[Install]",
+            "WantedBy=multi-user.target",
+        ]
+    )
+
+
+def build_steps(stack: Stack, options: ProvisionOptions, facts: HostFacts | None = None) -> StepSet:
+    """Render every step for this run; selection and GPU/profile skips set `skip_reason`."""
+    validate_selection(options.only, "--only")
+    validate_selection(options.skip, "--skip")
+    ctx = build_context(stack, options, facts)
+    no_gpu = options.cpu or (facts is not None and not facts.has_nvidia_gpu)
+    steps = []
+    for d in STEP_DEFS:
+        if options.profile not in d.profiles:
+            continue
+        if d.name == "ca-bundle" and not options.ca_bundle:
+            continue
+        reason = None
+        if d.gpu_only and no_gpu:
+            reason = "--cpu" if options.cpu else "no NVIDIA GPU"
+        elif options.only and d.name not in options.only:
+            reason = "not in --only"
+        elif d.name in options.skip:
+            reason = "--skip"
+        steps.append(
+            Step(
+                name=d.name,
+                summary=d.summary,
+                gpu_only=d.gpu_only,
+                tags=d.tags,
+                check=_render(f"{d.name}.check.sh.j2", ctx),
+                apply=_render(f"{d.name}.apply.sh.j2", ctx),
+                skip_reason=reason,
+            )
+        )
+    return StepSet(
+        prelude=_render("_prelude.sh.j2", ctx),
+        steps=tuple(steps),
+        fingerprint=stack.fingerprint,
+        context=ctx,
+    )

@@ -1,0 +1,81 @@
+"""The `Host` protocol and the result type every variant returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+LineSink = Callable[[str], None]
+"""Receives each line of a command's combined output as it arrives (logs, live progress)."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_code: int
+    output: str
+    """stdout and stderr interleaved as they arrived (what a person would have seen)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.output.rstrip("\n").splitlines()[-lines:])
+
+
+@runtime_checkable
+class Host(Protocol):
+    label: str
+
+    def run(
+        self,
+        command: str,
+        *,
+        stdin: str | None = None,
+        on_line: LineSink | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run a shell command as the login user; never raises for a non-zero exit."""
+
+    def sudo(
+        self,
+        command: str,
+        *,
+        stdin: str | None = None,
+        on_line: LineSink | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run a shell command as root (non-interactive sudo; plain run when already root)."""
+
+    def put(self, local: Path, remote: str) -> None:
+        """Copy a local file to a path the login user can write."""
+
+    def get(self, remote: str, local: Path) -> None: ...
+
+    def forward_local(
+        self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1"
+    ) -> AbstractContextManager[None]:
+        """Listen on 127.0.0.1:local_port and forward to remote_host:remote_port on the host."""
+
+    def reconnect(self, timeout: float = 600) -> None:
+        """Drop and re-establish the session (after a reboot); raises SshError on timeout."""
+
+    def close(self) -> None: ...
+
+
+def iter_lines(buffer: str) -> Iterator[tuple[str, str]]:
+    """Split complete lines off `buffer`: yields (line, rest) pairs, last rest = unfinished part."""
+    while "\n" in buffer:
+        line, buffer = buffer.split("\n", 1)
+        yield line.rstrip("\r"), buffer
+
+
+def sudo_wrap(command: str) -> str:
+    """`sudo -n` (never prompt: a prompt would hang a non-interactive run) around bash -c."""
+    import shlex
+
+    return f"sudo -n -H bash -c {shlex.quote(command)}"

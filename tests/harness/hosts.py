@@ -1,0 +1,257 @@
+"""Build the host images and start/stop host containers on 127.0.0.1 random ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "dlenv-test/debian12-systemd"
+HOST_IMAGE = "dlenv-test/debian12-host"
+UNSUPPORTED_IMAGE = "dlenv-test/unsupported-host"
+NO_EXTRA_CA_IMAGE = "dlenv-test/debian12-host-stock-cas"
+BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,procps,curl,pciutils"
+USER = "dlenv"
+CACHE = Path(os.environ.get("DLENV_TEST_CACHE", Path.home() / ".cache" / "dlenv-test"))
+
+_HOST_DOCKERFILE = f"""
+FROM {BASE_IMAGE}
+RUN useradd -m -s /bin/bash {USER} \\
+ && echo '{USER} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{USER} && chmod 440 /etc/sudoers.d/{USER} \\
+ && install -d -m 700 -o {USER} -g {USER} /home/{USER}/.ssh \\
+ && rm -f /etc/ssh/ssh_host_* \\
+ && printf '[Unit]\\nDescription=per-machine SSH host keys\\nBefore=ssh.service\\n[Service]\\nType=oneshot\\nExecStart=/usr/bin/ssh-keygen -A\\n[Install]\\nWantedBy=multi-user.target\\n' \\
+    > /etc/systemd/system/test-hostkeys.service \\
+ && systemctl enable test-hostkeys.service ssh.service \\
+ && systemctl mask systemd-udevd.service systemd-udev-trigger.service getty@tty1.service \\
+    console-getty.service systemd-firstboot.service \\
+ && echo 'host' > /etc/hostname
+STOPSIGNAL SIGRTMIN+3
+CMD ["/sbin/init"]
+"""
+
+_UNSUPPORTED_DOCKERFILE = f"""
+FROM {HOST_IMAGE}
+RUN rm -f /etc/os-release && printf 'NAME="Fedora Linux"\\nID=fedora\\nVERSION_ID=40\\nPRETTY_NAME="Fedora Linux 40"\\n' > /etc/os-release
+"""
+
+
+# The host image minus the machine's extra CAs (a TLS-inspecting proxy's): only Debian's stock
+# bundle, like a fresh VM behind a corporate proxy before --ca-bundle is given.
+_NO_EXTRA_CA_DOCKERFILE = f"""
+FROM {HOST_IMAGE}
+RUN rm -f /usr/local/share/ca-certificates/* && update-ca-certificates --fresh >/dev/null 2>&1
+"""
+
+
+def engine_status() -> tuple[bool, str]:
+    if shutil.which("docker") is None:
+        return False, "no docker client (run scripts/ensure-docker)"
+    proc = subprocess.run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        return (
+            False,
+            f"Docker engine not reachable (run scripts/ensure-docker): {proc.stderr.strip()[:200]}",
+        )
+    return True, proc.stdout.strip()
+
+
+def require_engine() -> None:
+    import pytest
+
+    ok, reason = engine_status()
+    if not ok:
+        pytest.skip(reason)
+
+
+def _image_exists(name: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0
+
+
+def _build(name: str, dockerfile: str) -> None:
+    proc = subprocess.run(
+        ["docker", "build", "-q", "-t", name, "-"], input=dockerfile, text=True, capture_output=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"building {name} failed:\n{proc.stderr[-2000:]}")
+
+
+def ensure_images() -> None:
+    """Base (debootstrap, ~90 s once), fresh-VM host and unsupported-OS host images, cached."""
+    if not _image_exists(BASE_IMAGE):
+        subprocess.run(
+            [str(REPO / "scripts" / "make-base-image"), BASE_IMAGE, BASE_PACKAGES], check=True
+        )
+    if not _image_exists(HOST_IMAGE):
+        _build(HOST_IMAGE, _HOST_DOCKERFILE)
+    if not _image_exists(UNSUPPORTED_IMAGE):
+        _build(UNSUPPORTED_IMAGE, _UNSUPPORTED_DOCKERFILE)
+    if not _image_exists(NO_EXTRA_CA_IMAGE):
+        _build(NO_EXTRA_CA_IMAGE, _NO_EXTRA_CA_DOCKERFILE)
+
+
+def test_key() -> Path:
+    """An ed25519 key pair for the test user (kept in the test cache, 0600)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    key = CACHE / "id_ed25519"
+    if not key.exists():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dlenv-test", "-f", str(key)],
+            check=True,
+        )
+    key.chmod(0o600)
+    return key
+
+
+@dataclass
+class TestHost:
+    container: str
+    port: int
+    key: Path
+    known_hosts: Path
+    host_keys: list[str] = field(default_factory=list)
+
+    __test__ = False  # not a pytest test class
+
+    @property
+    def spec(self) -> str:
+        return f"{USER}@127.0.0.1:{self.port}"
+
+    def target(self, *, known: bool = True, name: str | None = None):  # type: ignore[no-untyped-def]
+        from dlenv.ssh_target import SshTarget
+
+        return SshTarget(
+            host="127.0.0.1",
+            user=USER,
+            port=self.port,
+            key_file=self.key,
+            known_hosts=self.known_hosts if known else self.known_hosts.with_suffix(".empty"),
+            name=name,
+        )
+
+    def exec(
+        self, command: str, *, check: bool = False, user: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        argv = (
+            ["docker", "exec"]
+            + (["-u", user] if user else [])
+            + [self.container, "bash", "-c", command]
+        )
+        return subprocess.run(argv, capture_output=True, text=True, check=check, timeout=timeout)
+
+    def stop(self) -> None:
+        subprocess.run(["docker", "rm", "-f", self.container], capture_output=True)
+
+
+def start_host(
+    image: str = HOST_IMAGE,
+    *,
+    work: Path,
+    shared_caches: bool = True,
+    name_prefix: str = "dlenv-test-host",
+    rebootable: bool = False,
+) -> TestHost:
+    """Start a systemd host container with sshd on 127.0.0.1:<random port>; wait for SSH.
+
+    `rebootable`: restart policy "always" and a fixed published port, so `systemctl reboot`
+    inside behaves like a VM reboot (the container comes back on the same address).
+
+    `shared_caches` mounts one apt archive dir across hosts (a local mirror, in effect), so
+    repeated fresh provisions do not re-download the same Debian packages.
+    """
+    key = test_key()
+    name = f"{name_prefix}-{uuid.uuid4().hex[:8]}"
+    argv = [
+        "docker",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--label",
+        "dlenv-test=1",
+        "--hostname",
+        "host",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "--tmpfs",
+        "/tmp:exec",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+        "-p",
+        f"127.0.0.1:{_free_port()}:22" if rebootable else "127.0.0.1::22",
+    ]
+    if rebootable:
+        argv += ["--restart", "always"]
+    if shared_caches:
+        # apt archives only: a uv cache shared across hosts grows by the unpacked torch wheel
+        # (~0.8 GB) on every fresh host, since each host's uploaded wheel is a new file to uv.
+        apt_cache = CACHE / "apt-archives"
+        (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
+        argv += ["-v", f"{apt_cache}:/var/cache/apt/archives", "-e", "container=docker"]
+    argv += [image, "/sbin/init"]
+    cid = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    port = int(
+        subprocess.run(
+            ["docker", "port", cid, "22/tcp"], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[0]
+        .rsplit(":", 1)[1]
+    )
+    host = TestHost(container=name, port=port, key=key, known_hosts=work / f"known_hosts-{name}")
+    pub = key.with_suffix(".pub").read_text().strip()
+    host.exec(
+        f"echo '{pub}' > /home/{USER}/.ssh/authorized_keys && chown {USER}: "
+        f"/home/{USER}/.ssh/authorized_keys && chmod 600 /home/{USER}/.ssh/authorized_keys",
+        check=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        res = host.exec("systemctl is-active ssh && cat /etc/ssh/ssh_host_*_key.pub")
+        if res.returncode == 0 and _banner(port):
+            host.host_keys = [
+                ln for ln in res.stdout.splitlines() if ln.startswith(("ssh-", "ecdsa-"))
+            ]
+            break
+        time.sleep(1)
+    else:
+        logs = subprocess.run(
+            ["docker", "logs", "--tail", "30", cid], capture_output=True, text=True
+        )
+        host.stop()
+        raise RuntimeError(
+            f"sshd did not come up in {name}: {logs.stdout[-1500:]}{logs.stderr[-1500:]}"
+        )
+    host.known_hosts.write_text(
+        "".join(f"[127.0.0.1]:{port} {' '.join(k.split()[:2])}\n" for k in host.host_keys)
+    )
+    return host
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _banner(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.settimeout(2)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False

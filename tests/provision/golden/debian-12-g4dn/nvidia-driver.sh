@@ -1,0 +1,24 @@
+# check
+dlenv_driver_ok 580
+# apply
+# NVIDIA driver 580 (open kernel modules), nouveau kept away, persistence on.
+cat > /etc/modprobe.d/dlenv-blacklist-nouveau.conf <<'DLENV_EOF'
+blacklist nouveau
+options nouveau modeset=0
+DLENV_EOF
+# NVIDIA's repository: branch pinned, open kernel modules built by DKMS for this kernel.
+dlenv_cuda_repo debian12
+dlenv_apt_install "linux-headers-$(uname -r)"
+dlenv_apt_install nvidia-driver-pinning-580 nvidia-open
+command -v update-initramfs >/dev/null && update-initramfs -u >/dev/null 2>&1 || true
+if lsmod | grep -q '^nouveau'; then
+  dlenv_reboot_required "nouveau is loaded: a reboot is needed before the NVIDIA driver can load"
+  exit 0
+fi
+modprobe nvidia 2>/dev/null || true
+if ! nvidia-smi >/dev/null 2>&1; then
+  dlenv_reboot_required "the NVIDIA driver is installed but not loaded: a reboot is needed"
+  exit 0
+fi
+systemctl enable --now nvidia-persistenced >/dev/null 2>&1 || nvidia-smi -pm 1
+nvidia-smi

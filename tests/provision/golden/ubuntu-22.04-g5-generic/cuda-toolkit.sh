@@ -1,0 +1,15 @@
+# check
+PATH="/usr/local/cuda-13.0/bin:$PATH" dlenv_nvcc_ok 13.0
+cmp -s /etc/profile.d/dlenv-cuda.sh - <<'DLENV_EOF'
+# dlenv: CUDA 13.0 toolkit on PATH
+export PATH="/usr/local/cuda-13.0/bin:$PATH"
+DLENV_EOF
+# apply
+# CUDA toolkit 13.0 from NVIDIA's repository (toolkit only: the driver step owns the driver).
+dlenv_cuda_repo ubuntu2204
+dlenv_apt_install cuda-toolkit-13-0
+cat > /etc/profile.d/dlenv-cuda.sh <<'DLENV_EOF'
+# dlenv: CUDA 13.0 toolkit on PATH
+export PATH="/usr/local/cuda-13.0/bin:$PATH"
+DLENV_EOF
+"/usr/local/cuda-13.0/bin/nvcc" --version
