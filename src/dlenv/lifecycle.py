@@ -37,16 +37,63 @@ def stack_fingerprint() -> str:
     return load_stack().fingerprint
 
 
-def _tags(name: str, user: str, os_name: str, stack: str) -> list[dict[str, str]]:
+# An environment's own choices, recorded as instance tags: later `up`/`provision` runs (from any
+# machine) keep them unless a flag on that command says otherwise.
+CHOICE_TAGS = {"python": "dlenv:python", "idle_stop": "dlenv:idle-stop"}
+
+
+def _tags(
+    name: str, user: str, os_name: str, stack: str, settings: Settings | None = None
+) -> list[dict[str, str]]:
     from dlenv.cloud.instances import TAG_NAME, TAG_OS, TAG_STACK, TAG_USER
 
-    return [
+    tags = [
         {"Key": TAG_NAME, "Value": name},
         {"Key": TAG_STACK, "Value": stack},
         {"Key": "Name", "Value": f"dlenv-{name}"},
         {"Key": TAG_USER, "Value": user},
         {"Key": TAG_OS, "Value": os_name},
     ]
+    if settings is not None:
+        tags += [
+            {"Key": tag, "Value": str(getattr(settings, attr))} for attr, tag in CHOICE_TAGS.items()
+        ]
+    return tags
+
+
+def with_env_choices(settings: Settings, env_tags: dict[str, str], terminal: Terminal) -> Settings:
+    """Settings where the environment's recorded choices replace anything but an explicit flag."""
+    from dlenv import config
+
+    for attr, tag in CHOICE_TAGS.items():
+        if tag not in env_tags:
+            continue
+        recorded = config._coerce(attr, env_tags[tag], f"tag {tag}")
+        if settings.sources.get(attr, "").startswith("--"):
+            if getattr(settings, attr) != recorded:
+                terminal.warn(
+                    f"{attr} changes from {recorded} (recorded on the environment) to "
+                    f"{getattr(settings, attr)}"
+                )
+            continue
+        setattr(settings, attr, recorded)
+        settings.sources[attr] = f"tag {tag}"
+    return settings
+
+
+def record_choices(name: str, settings: Settings) -> None:
+    """Tag the environment with the choices it was provisioned with."""
+    from dlenv.cloud import instances
+    from dlenv.cloud.aws_errors import translated
+    from dlenv.cloud.session import from_settings
+
+    aws = from_settings(settings)
+    env = instances.get(aws, name)
+    tags = [
+        {"Key": tag, "Value": str(getattr(settings, attr))} for attr, tag in CHOICE_TAGS.items()
+    ]
+    with translated(region=aws.region_name):
+        aws.ec2.create_tags(Resources=[env.instance_id], Tags=tags)
 
 
 @dataclass
@@ -76,6 +123,7 @@ def up(
 
     existing = instances.find(aws, name)
     if existing is not None:
+        with_env_choices(settings, existing.tags, terminal)
         if instance_explicit and existing.instance_type != itype.name:
             terminal.warn(
                 f"{name} exists as {existing.instance_type}; --instance {itype.name} is ignored "
@@ -86,7 +134,8 @@ def up(
                 instances.wait(aws, "instance_running", existing.instance_id)
                 existing = instances.get(aws, name)
             terminal.info(
-                f"{name} is already running ({existing.instance_id}, {existing.public_ip}); nothing to do"
+                f"{name} is already running ({existing.instance_id}, {existing.public_ip})"
+                + ("" if wait_ssh else "; nothing to do")
             )
             target = ready_for_ssh(aws, name, existing, settings, terminal, wait_ssh=wait_ssh)
             return UpResult(existing, "already-running", target)
@@ -122,7 +171,7 @@ def up(
         terminal.info(question.rstrip("?"))
 
     stack = stack_fingerprint()
-    tags = _tags(name, settings.ssh_user or image.user, image.os, stack)
+    tags = _tags(name, settings.ssh_user or image.user, image.os, stack, settings)
     created: list[str] = []
     try:
         vpc = network.default_vpc(aws)

@@ -253,3 +253,32 @@ def test_no_tty_without_yes_asks_for_yes(aws, settings, terminal, monkeypatch):
         lifecycle.up("box", settings, terminal, wait_ssh=False)
     assert "--yes" in err.value.hint
     assert dlenv_resources("us-east-1", "box")["key_pairs"] == []
+
+
+def test_environment_remembers_its_provisioning_choices(aws, terminal, monkeypatch):
+    """A later `up`/`provision` keeps the env's python manager unless a flag overrides it."""
+    from dlenv import config
+
+    first = config.load(
+        {"region": "us-east-1", "allow_cidr": "198.51.100.7/32", "python": "uv", "idle_stop": 15},
+        env={},
+    )
+    env = lifecycle.up("box", first, terminal, yes=True, wait_ssh=False).env
+    assert env.tags["dlenv:python"] == "uv" and env.tags["dlenv:idle-stop"] == "15"
+
+    later = config.load({"region": "us-east-1"}, env={"DLENV_PYTHON": "conda"})
+    lifecycle.up("box", later, terminal, yes=True, wait_ssh=False)
+    assert (later.python, later.idle_stop) == ("uv", 15)
+    assert later.sources["python"] == "tag dlenv:python"
+
+    explicit = config.load({"region": "us-east-1", "python": "conda"}, env={})
+    lifecycle.up("box", explicit, terminal, yes=True, wait_ssh=False)
+    assert explicit.python == "conda"
+    lifecycle.record_choices("box", explicit)
+    tags = {
+        t["Key"]: t["Value"]
+        for t in aws.ec2.describe_instances(InstanceIds=[env.instance_id])["Reservations"][0][
+            "Instances"
+        ][0]["Tags"]
+    }
+    assert tags["dlenv:python"] == "conda"

@@ -161,6 +161,12 @@ def provision(
                 "which this build lacks",
                 "use --host USER@HOST -i KEY",
             ) from None
+        from dlenv.cloud import instances
+        from dlenv.cloud.session import from_settings
+        from dlenv.lifecycle import with_env_choices
+
+        env = instances.get(from_settings(settings), name)
+        settings = with_env_choices(settings, env.tags, terminal)
         targets = [ssh_target_for(name, settings)]
     else:
         known_hosts = state_dir() / "known_hosts"
@@ -191,6 +197,10 @@ def provision(
     else:
         _report(terminal, results, plan)
     raise_for_failures(results)
+    if name and not plan:
+        from dlenv.lifecycle import record_choices
+
+        record_choices(name, settings)
 
 
 def _as_dict(r: Any) -> dict[str, Any]:

@@ -106,7 +106,10 @@ def up(app, name: str, no_provision: bool, yes: bool, **flags) -> None:
         return
     from dlenv.provision.runner import provision_environment
 
+    # the environment's recorded choices (python manager, idle stop) may have filled settings in
+    options = build_options(settings, **stack_flags)
     provision_environment(name, result.target, settings, term, options=options)
+    lifecycle.record_choices(name, settings)
     term.info(
         f"next: dlenv jupyter {name}   |   dlenv smoke-test {name}   |   ssh dlenv-{name}   |   dlenv down {name}"
     )
