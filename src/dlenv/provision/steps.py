@@ -315,8 +315,14 @@ def _jupyter_unit(s: dict[str, Any], prefix: str, user: str) -> str:
             f"Environment=PATH={prefix}/bin:{s['cuda']['home']}/bin:/usr/local/bin:/usr/bin:/bin",
             f"Environment=JUPYTER_TOKEN_FILE={j['token_file']}",
             f"Environment={s['uv']['system_certs_env']}=1",
+            # Only the stack's kernel is offered (and is the default); no news feed or update
+            # check: nothing phones home, which also keeps air-gapped hosts quiet.
             f"ExecStart={prefix}/bin/jupyter-lab --no-browser --ip={j['bind']} --port={j['port']} "
-            "--ServerApp.port_retries=0",
+            "--ServerApp.port_retries=0 "
+            f"--KernelSpecManager.allowed_kernelspecs={j['kernel_name']} "
+            f"--MappingKernelManager.default_kernel_name={j['kernel_name']} "
+            "--LabApp.news_url=None "
+            "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
             "Restart=on-failure",
             "RestartSec=5",
             "",

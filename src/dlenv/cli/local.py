@@ -1,0 +1,161 @@
+"""`dlenv local`: a JupyterLab container on this machine (GPU when the engine has one, else CPU)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from dlenv.cli.build import build_options, build_request
+from dlenv.cli.options import json_option
+
+
+@click.group()
+def local() -> None:
+    """Run the notebook image on this machine's Docker engine (no AWS needed).
+
+    \b
+    dlenv local up            # GPU if `docker info` shows the NVIDIA runtime, else CPU
+    dlenv local smoke-test    # the bundled training job, inside the container
+    dlenv local down          # remove the container (the work volume stays)
+    """
+
+
+@local.command()
+@click.option("--gpu", "device", flag_value="gpu", help="Insist on the GPU image and a GPU.")
+@click.option("--cpu", "device", flag_value="cpu", help="The CPU image, no GPU reservation.")
+@click.option(
+    "--image", metavar="T", help="Run this image instead of dlenv/notebook:<fingerprint>-*."
+)
+@click.option(
+    "--port",
+    "-p",
+    type=int,
+    metavar="P",
+    help="Host port on 127.0.0.1 (default 8888, or the next free one).",
+)
+@click.option(
+    "--build/--no-build",
+    "build_",
+    default=None,
+    help="Rebuild the image first / never build (default: build only when absent).",
+)
+@build_options
+@json_option
+@click.pass_obj
+def up(
+    app: Any,
+    device: str | None,
+    image: str | None,
+    port: int | None,
+    build_: bool | None,
+    base_image: str | None,
+    wheelhouse: str | None,
+    ca_bundle: str | None,
+    devel: bool,
+    no_cache: bool,
+    as_json: bool,
+) -> None:
+    """Start JupyterLab in a container and print its URL (with the token).
+
+    The token is $JUPYTER_TOKEN when set, else a new random one. The port listens on 127.0.0.1
+    only. Your files live in the `dlenv-work` volume, kept across `down`/`up`.
+    """
+    from dlenv.containers import engine, notebook
+    from dlenv.containers.build import build_image
+
+    client = engine.connect()
+
+    def build(dev: str, tag: str | None) -> str:
+        request = build_request(
+            dev,
+            tag=tag,
+            base_image=base_image,
+            wheelhouse=wheelhouse,
+            ca_bundle=ca_bundle,
+            devel=devel and dev == "gpu",
+            no_cache=no_cache,
+        )
+        return build_image(client, app.terminal, request).tags[0]
+
+    opts = notebook.UpOptions(
+        device=device,
+        image=image,
+        port=port,
+        build=build_,
+        token=os.environ.get("JUPYTER_TOKEN") or None,
+    )
+    nb = notebook.up(client, app.terminal, opts, build)
+    if as_json:
+        app.terminal.json(nb.as_dict())
+        return
+    app.terminal.success(f"JupyterLab is up ({nb.device.upper()}, {nb.image})")
+    app.terminal.result(nb.url)
+    app.terminal.note("stop it: dlenv local down   check it: dlenv local smoke-test")
+
+
+@local.command()
+@click.option("--volumes", is_flag=True, help="Also delete the dlenv-work volume (your files!).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting the work volume.")
+@click.pass_obj
+def down(app: Any, volumes: bool, yes: bool) -> None:
+    """Stop and remove the notebook container (keeps the work volume unless --volumes)."""
+    from dlenv.containers import engine, notebook
+
+    if volumes and not app.terminal.confirm(
+        f"delete the {notebook.WORK_VOLUME} volume and every file in it?", assume_yes=yes
+    ):
+        raise click.Abort()
+    client = engine.connect()
+    removed, volume_gone = notebook.down(client, volumes=volumes)
+    if removed:
+        app.terminal.success(f"removed {notebook.CONTAINER_NAME}")
+    else:
+        app.terminal.note("no local notebook container was running")
+    if volume_gone:
+        app.terminal.success(f"deleted the {notebook.WORK_VOLUME} volume")
+    elif not volumes:
+        app.terminal.note(f"your files stay in the {notebook.WORK_VOLUME} volume")
+
+
+@local.command()
+@json_option
+@click.pass_obj
+def status(app: Any, as_json: bool) -> None:
+    """Show the local notebook (image, device, URL, health)."""
+    from dlenv.containers import engine, notebook
+
+    nb = notebook.status(engine.connect())
+    if as_json:
+        app.terminal.json(nb.as_dict() if nb else None)
+        return
+    if nb is None:
+        app.terminal.note("no local notebook (start one: dlenv local up)")
+        return
+    app.terminal.table(
+        ["image", "device", "status", "health", "url"],
+        [[nb.image, nb.device, nb.status, nb.health or "-", nb.url]],
+    )
+
+
+@local.command("smoke-test")
+@click.option("--quick", is_flag=True, help="The short version (seconds).")
+@click.option(
+    "--cpu", "device", flag_value="cpu", default=None, help="Test on CPU even with a GPU."
+)
+@json_option
+@click.pass_obj
+def smoke_test(app: Any, quick: bool, device: str | None, as_json: bool) -> None:
+    """Run the bundled training job inside the running notebook container.
+
+    Exit code: 0 passed on GPU, 10 passed on CPU only (no GPU), 1 failed.
+    """
+    from dlenv.containers import engine, notebook
+
+    code = notebook.smoke_test(
+        engine.connect(), app.terminal, quick=quick, device=device, as_json=as_json
+    )
+    # SystemExit, not click's Exit: run_cli (standalone_mode=False) drops Exit's code
+    sys.exit(code)

@@ -1,0 +1,189 @@
+"""Assemble a Docker build context: the Dockerfile plus everything its COPY lines name.
+
+```
+Dockerfile                 docker/Dockerfile as shipped
+system.sh                  the rendered provisioning steps, split by layer: apt packages + CA,
+stack.sh                   then the Python env + PyTorch + JupyterLab, then the smoke-test job;
+smoke.sh                   the SAME steps `dlenv provision` runs over SSH (one source of truth)
+stack.toml                 the manifest they were rendered from (kept in the image for the record)
+wheelhouse/                --wheelhouse DIR's wheels (only the builder stage sees them)
+jupyter_server_config.py   the server's container settings (token from the environment)
+```
+
+`--ca-bundle` and the smoke-test package are embedded in the rendered scripts. Big files are
+hard-linked (a wheelhouse can be gigabytes); the engine's layer cache keys on content, not on
+timestamps, so re-assembling the same inputs rebuilds nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dlenv.errors import UsageError
+
+if TYPE_CHECKING:
+    from dlenv.provision.manifest import Stack
+    from dlenv.provision.options import ProvisionOptions
+
+DOCKER_FILES = ("Dockerfile", "jupyter_server_config.py")
+WHEEL_SUFFIXES = (".whl", ".tar.gz", ".zip")
+
+# Which rendered steps run in which Dockerfile layer (the renderer's step names).
+LAYERS: dict[str, tuple[str, ...]] = {
+    "system.sh": ("ca-bundle", "base-packages"),
+    "stack.sh": ("python-env", "pytorch", "jupyterlab"),
+    "smoke.sh": ("smoke-test",),
+}
+# uv puts a Python it downloads (base without the manifest's Python) under the env's root, so the
+# builder stage's /opt/dlenv holds everything the image needs.
+UV_PYTHON_DIR = "/opt/dlenv/python"
+
+
+@dataclass
+class BuildContext:
+    path: Path
+    device: str
+    scripts: dict[str, str] = field(repr=False)
+    env_prefix: str = ""
+    wheels: list[str] = field(default_factory=list)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def docker_dir() -> Path:
+    from dlenv.paths import data_dir
+
+    return data_dir() / "docker"
+
+
+def provision_options(
+    device: str, wheelhouse: Path | None, ca_bundle: Path | None, only: tuple[str, ...] = ()
+) -> ProvisionOptions:
+    """The provisioning options an image build stands for (container profile, uv, user dlenv)."""
+    from dlenv.containers.images import NB_USER
+    from dlenv.provision.options import ProvisionOptions
+
+    return ProvisionOptions(
+        python="uv",
+        profile="container",
+        cpu=device == "cpu",
+        user=NB_USER,
+        idle_stop=0,
+        wheelhouse=wheelhouse,
+        ca_bundle=ca_bundle,
+        only=only,
+        extra_env={"UV_PYTHON_INSTALL_DIR": UV_PYTHON_DIR},
+    )
+
+
+def render_layers(
+    stack: Stack, device: str, wheelhouse: Path | None, ca_bundle: Path | None
+) -> dict[str, str]:
+    """{script name: rendered script} for the Dockerfile's three provisioning layers."""
+    from dlenv.provision.render import render_script
+    from dlenv.provision.steps import STEP_NAMES
+
+    scripts = {}
+    covered: set[str] = set()
+    for name, steps in LAYERS.items():
+        covered.update(steps)
+        scripts[name] = render_script(
+            stack, provision_options(device, wheelhouse, ca_bundle, only=steps)
+        )
+    # a step added to the stack must be placed in a layer, or images would silently lack it
+    vm_only = {"nvidia-driver", "cuda-toolkit", "jupyterlab-service", "idle-autostop"}
+    missing = [s for s in STEP_NAMES if s not in covered and s not in vm_only]
+    if missing:  # pragma: no cover - guards a future manifest change
+        raise UsageError(
+            f"the image build does not place step(s) {', '.join(missing)}",
+            "add them to dlenv.containers.context.LAYERS",
+        )
+    return scripts
+
+
+def assemble(
+    stack: Stack,
+    device: str,
+    *,
+    wheelhouse: Path | None = None,
+    ca_bundle: Path | None = None,
+    into: Path | None = None,
+) -> BuildContext:
+    """Write a build context into `into` (or a new temporary folder) and describe it."""
+    from dlenv.provision.steps import env_prefix
+
+    if wheelhouse is not None:
+        check_wheelhouse(wheelhouse)
+    if ca_bundle is not None:
+        check_pem(ca_bundle)
+    if into is None:
+        path = Path(tempfile.mkdtemp(prefix="dlenv-build-"))
+    else:
+        path = into
+        path.mkdir(parents=True, exist_ok=True)
+        if any(path.iterdir()):
+            raise UsageError(f"{path} is not empty", "give a new or empty folder")
+
+    source = docker_dir()
+    for name in DOCKER_FILES:
+        _link_or_copy(source / name, path / name)
+    if stack.path is not None:
+        _link_or_copy(stack.path, path / "stack.toml")
+    else:  # pragma: no cover - load_stack always records its path
+        (path / "stack.toml").write_text("")
+
+    scripts = render_layers(stack, device, wheelhouse, ca_bundle)
+    for name, text in scripts.items():
+        (path / name).write_text(text)
+        os.chmod(path / name, 0o644)
+
+    wheels_dir = path / "wheelhouse"
+    wheels_dir.mkdir()
+    (wheels_dir / ".keep").write_text("")
+    wheels: list[str] = []
+    if wheelhouse is not None:
+        for wheel in sorted(wheelhouse.iterdir()):
+            if wheel.is_file() and wheel.name.endswith(WHEEL_SUFFIXES):
+                _link_or_copy(wheel, wheels_dir / wheel.name)
+                wheels.append(wheel.name)
+    prefix = env_prefix(stack, provision_options(device, None, None))
+    return BuildContext(path=path, device=device, scripts=scripts, env_prefix=prefix, wheels=wheels)
+
+
+def check_wheelhouse(path: Path) -> None:
+    if not path.is_dir():
+        raise UsageError(f"--wheelhouse {path} is not a directory")
+    if not any(p.name.endswith(WHEEL_SUFFIXES) for p in path.iterdir()):
+        raise UsageError(
+            f"--wheelhouse {path} holds no wheels (*.whl)",
+            "point it at a folder of wheels, e.g. from `pip download -d DIR ...`",
+        )
+
+
+def check_pem(path: Path) -> None:
+    if not path.is_file():
+        raise UsageError(f"--ca-bundle {path} is not a file")
+    head = path.read_bytes()[:1_000_000]
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise UsageError(
+            f"--ca-bundle {path} holds no PEM certificate",
+            "give a PEM file (-----BEGIN CERTIFICATE----- ...)",
+        )
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link big files (wheels); copy small ones with a stable mode (the cache sees modes)."""
+    if src.stat().st_size > 1_000_000:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, dst)
+    os.chmod(dst, 0o644)
