@@ -187,6 +187,9 @@ def container_without_gpu(obs: dict[str, Any]) -> Finding | None:
             "configure --runtime=docker`, restart dockerd, and start the container "
             "with `--gpus all`.",
         )
+    if _torch(obs).get("cpu_only_build"):
+        # A CPU image (CPU torch, no GPU requested): nothing is wrong, the verdict says CPU only.
+        return None
     return Finding(
         "container_no_gpu",
         "error",

@@ -120,6 +120,7 @@ def test_whole_journey(journey_cli, host, tmp_path):
 
         _run_notebook(base, token)
         _screenshot_lab(url)
+        _tunnel_survives_a_dropped_link(tunnels[0]["pid"], base, token)
 
         smoke = cli("smoke-test", NAME, "--json", timeout=300)
         assert smoke.code == 10, smoke.err[-2000:]  # passed, CPU only (no GPU in the container)
@@ -135,6 +136,15 @@ def test_whole_journey(journey_cli, host, tmp_path):
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/api/status", timeout=5)
 
+    # The service stopped: `dlenv jupyter` says so and names the fix, and the fix works.
+    host.exec("systemctl stop dlenv-jupyter", check=True)
+    broken = cli("jupyter", NAME, "--no-browser", "--background", "--port", "18766")
+    assert broken.code == 1 and "JupyterLab service on e2e is not running" in broken.err, broken.err
+    assert f"dlenv provision {NAME} --only jupyterlab-service" in broken.err
+    fixed = cli("provision", NAME, "--only", "jupyterlab-service", timeout=300)
+    assert fixed.code == 0, fixed.err[-2000:]
+    assert host.exec("systemctl is-active dlenv-jupyter").stdout.strip() == "active"
+
     down = cli("down", NAME, "--yes")
     assert down.code == 0, down.err
     assert dlenv_resources("us-east-1", NAME, cli.endpoint) == {
@@ -145,6 +155,31 @@ def test_whole_journey(journey_cli, host, tmp_path):
     }
     include = Path(cli.env["DLENV_STATE_DIR"]) / "ssh_config"
     assert f"Host dlenv-{NAME}" not in include.read_text()
+
+
+def _tunnel_survives_a_dropped_link(supervisor: int, base: str, token: str) -> None:
+    """Kill the tunnel's ssh process (a dropped link): the supervisor reconnects by itself."""
+    children = subprocess.run(["pgrep", "-P", str(supervisor)], capture_output=True, text=True)
+    pids = [int(p) for p in children.stdout.split()]
+    assert pids, "the background tunnel has no ssh child"
+    for pid in pids:
+        os.kill(pid, 9)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if (
+                requests.get(f"{base}/api/status", params={"token": token}, timeout=5).status_code
+                == 200
+            ):
+                new = subprocess.run(
+                    ["pgrep", "-P", str(supervisor)], capture_output=True, text=True
+                )
+                assert set(map(int, new.stdout.split())) - set(pids), "no new ssh process"
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the tunnel did not come back after its ssh process was killed")
 
 
 def _run_notebook(base: str, token: str) -> None:
