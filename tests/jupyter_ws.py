@@ -25,19 +25,40 @@ class Kernel:
 
     def _ws(self) -> websocket.WebSocket:
         url = self.base_url.replace("http", "ws", 1) + f"/api/kernels/{self.kernel_id}/channels"
-        return websocket.create_connection(url, header=[f"Authorization: token {self.token}"], timeout=60)
+        return websocket.create_connection(
+            url, header=[f"Authorization: token {self.token}"], timeout=60
+        )
 
     def execute(self, code: str, timeout: float = 120) -> list[dict]:
         """Run `code`; return its outputs as nbformat output dicts (raises on kernel errors)."""
         ws = self._ws()
         msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": "dlenv-test", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": True,
-                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-        }))
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": "dlenv-test",
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                        "date": "",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": True,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
         outputs: list[dict] = []
         deadline = time.monotonic() + timeout
         try:
@@ -47,11 +68,21 @@ class Kernel:
                     continue
                 kind, content = msg["msg_type"], msg["content"]
                 if kind == "stream":
-                    outputs.append(nbformat.v4.new_output("stream", name=content["name"], text=content["text"]))
+                    outputs.append(
+                        nbformat.v4.new_output("stream", name=content["name"], text=content["text"])
+                    )
                 elif kind in {"execute_result", "display_data"}:
-                    outputs.append(nbformat.v4.new_output(kind, data=content["data"],
-                                                          **({"execution_count": content.get("execution_count")}
-                                                             if kind == "execute_result" else {})))
+                    outputs.append(
+                        nbformat.v4.new_output(
+                            kind,
+                            data=content["data"],
+                            **(
+                                {"execution_count": content.get("execution_count")}
+                                if kind == "execute_result"
+                                else {}
+                            ),
+                        )
+                    )
                 elif kind == "error":
                     raise RuntimeError(f"{content['ename']}: {content['evalue']}")
                 elif kind == "status" and content["execution_state"] == "idle":
@@ -63,18 +94,27 @@ class Kernel:
 
 def start_kernel(base_url: str, token: str, name: str | None = None) -> Kernel:
     body = {"name": name} if name else {}
-    r = requests.post(f"{base_url}/api/kernels", json=body, headers={"Authorization": f"token {token}"}, timeout=60)
+    r = requests.post(
+        f"{base_url}/api/kernels",
+        json=body,
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+    )
     r.raise_for_status()
     return Kernel(base_url, token, r.json()["id"])
 
 
 def shutdown(kernel: Kernel) -> None:
-    requests.delete(f"{kernel.base_url}/api/kernels/{kernel.kernel_id}",
-                    headers={"Authorization": f"token {kernel.token}"}, timeout=30)
+    requests.delete(
+        f"{kernel.base_url}/api/kernels/{kernel.kernel_id}",
+        headers={"Authorization": f"token {kernel.token}"},
+        timeout=30,
+    )
 
 
-def execute_notebook(base_url: str, token: str, nb: nbformat.NotebookNode,
-                     kernel_name: str | None = None) -> nbformat.NotebookNode:
+def execute_notebook(
+    base_url: str, token: str, nb: nbformat.NotebookNode, kernel_name: str | None = None
+) -> nbformat.NotebookNode:
     """Execute every code cell of `nb` on a fresh remote kernel, filling in outputs."""
     kernel = start_kernel(base_url, token, kernel_name)
     try:

@@ -183,3 +183,16 @@ def test_doctor_reports_each_check(cli):
     )
     failed = {c["name"]: c for c in json.loads(no_creds.out)["checks"]}
     assert no_creds.code == 1 and "aws configure" in failed["credentials"]["detail"]
+
+
+def test_count_launches_numbered_environments_and_down_takes_several(cli):
+    r = cli("up", "node", "--count", "2", "--no-provision", "--yes")
+    assert r.code == 0, r.err
+    names = sorted(e["name"] for e in _status(cli) if e["name"].startswith("node-"))
+    assert names == ["node-1", "node-2"]
+    bad = cli("up", "Node", "--count", "2", "--no-provision", "--yes")
+    assert bad.code == 2 and "is not valid" in bad.err
+    r = cli("down", "node-1", "node-2", "--yes")
+    assert r.code == 0, r.err
+    for name in ("node-1", "node-2"):
+        assert dlenv_resources("us-east-1", name, cli.endpoint) == NOTHING

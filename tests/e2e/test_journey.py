@@ -145,6 +145,19 @@ def test_whole_journey(journey_cli, host, tmp_path):
     assert fixed.code == 0, fixed.err[-2000:]
     assert host.exec("systemctl is-active dlenv-jupyter").stdout.strip() == "active"
 
+    # Stopped (by the user or the idle timer): one `dlenv jupyter` starts it and tunnels again.
+    assert cli("stop", NAME).code == 0
+    resumed = cli(
+        "jupyter", NAME, "--no-browser", "--background", "--yes", "--port", "18767", timeout=300
+    )
+    assert resumed.code == 0, resumed.err[-2000:]
+    assert "starting e2e" in resumed.err and "/lab?token=" in resumed.out
+    base2 = resumed.out.strip().splitlines()[-1].split("/lab?token=")[0]
+    assert (
+        requests.get(f"{base2}/api/status", params={"token": token}, timeout=30).status_code == 200
+    )
+    assert cli("jupyter", "--stop").code == 0
+
     down = cli("down", NAME, "--yes")
     assert down.code == 0, down.err
     assert dlenv_resources("us-east-1", NAME, cli.endpoint) == {

@@ -67,49 +67,90 @@ from dlenv.cli.provision import STACK_FLAGS, stack_options
 @click.option(
     "--no-provision", is_flag=True, help="Launch only: return once the instance runs (no SSH wait)."
 )
+@click.option(
+    "--count",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Launch N environments NAME-1..NAME-N; they are provisioned in parallel, a log each.",
+)
 @stack_options
 @yes_option
 @aws_options
 @click.pass_obj
-def up(app, name: str, no_provision: bool, yes: bool, **flags) -> None:
+def up(app, name: str, no_provision: bool, count: int, yes: bool, **flags) -> None:
     """Launch a GPU environment NAME (or start it if stopped), then provision it.
 
     \b
     Example:  dlenv up mybox --instance g4dn.xlarge --spot --spot-fallback on-demand
+              dlenv up node --count 4        (node-1 .. node-4, provisioned in parallel)
     """
+    import copy
+
     from dlenv import lifecycle
     from dlenv.cli.provision import build_options
+    from dlenv.errors import DlenvError
 
     stack_flags = {k: flags.pop(k) for k in STACK_FLAGS}
     settings = app.settings(**flags)
-    options = (
-        None if no_provision else build_options(settings, **stack_flags)
-    )  # bad flags fail first
-    instance_explicit = "instance" in settings.sources
-    result = lifecycle.up(
-        name,
-        settings,
-        app.terminal,
-        yes=yes,
-        wait_ssh=not no_provision,
-        instance_explicit=instance_explicit,
-    )
-    env = result.env
+    if not no_provision:
+        build_options(settings, **stack_flags)  # bad flags fail before anything is created
+    names = [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
+    for each in names:
+        lifecycle.validate_name(each)
     term = app.terminal
-    if result.action == "launched":
-        term.success(
-            f"{name} is running: {env.instance_id} {env.instance_type} in {env.az}, IP {env.public_ip}"
+    if count > 1 and not term.confirm(
+        f"Launch {count} environments {names[0]} .. {names[-1]} ({settings.instance})?",
+        assume_yes=yes,
+    ):
+        raise DlenvError("launch cancelled", "nothing was created")
+    results = []
+    for each in names:
+        env_settings = copy.deepcopy(settings)  # an existing env may fill in its own choices
+        result = lifecycle.up(
+            each,
+            env_settings,
+            term,
+            yes=yes or count > 1,
+            wait_ssh=not no_provision,
+            instance_explicit="instance" in settings.sources,
         )
+        env = result.env
+        if result.action == "launched":
+            term.success(
+                f"{each} is running: {env.instance_id} {env.instance_type} in {env.az}, IP {env.public_ip}"
+            )
+        results.append((each, env_settings, result))
     if no_provision:
-        term.info(f"connect: dlenv ssh {name}   (or: ssh dlenv-{name} once SSH is up)")
-        term.info(f"provision later: dlenv provision {name}")
+        for each, _, _ in results:
+            term.info(f"connect: dlenv ssh {each}   (or: ssh dlenv-{each} once SSH is up)")
+        term.info(f"provision later: dlenv provision {name if count == 1 else 'NAME'}")
         return
-    from dlenv.provision.runner import provision_environment
-
-    # the environment's recorded choices (python manager, idle stop) may have filled settings in
-    options = build_options(settings, **stack_flags)
-    provision_environment(name, result.target, settings, term, options=options)
-    lifecycle.record_choices(name, settings)
+    _provision(results, stack_flags, term)
+    shown = name if count == 1 else names[0]
     term.info(
-        f"next: dlenv jupyter {name}   |   dlenv smoke-test {name}   |   ssh dlenv-{name}   |   dlenv down {name}"
+        f"next: dlenv jupyter {shown}   |   dlenv smoke-test {shown}   |   ssh dlenv-{shown}   |   dlenv down {shown}"
     )
+
+
+def _provision(results, stack_flags, term) -> None:
+    """One environment through provision_environment; several in parallel (a log per host)."""
+    from dlenv import lifecycle
+    from dlenv.cli.provision import build_options
+    from dlenv.provision import runner
+
+    if len(results) == 1:
+        [(each, env_settings, result)] = results
+        # the environment's recorded choices (python manager, idle stop) may have filled settings in
+        options = build_options(env_settings, **stack_flags)
+        runner.provision_environment(each, result.target, env_settings, term, options=options)
+        lifecycle.record_choices(each, env_settings)
+        return
+    first_settings = results[0][1]
+    options = build_options(first_settings, **stack_flags)
+    targets = [result.target.with_(name=each) for each, _, result in results]
+    host_results = runner.provision(targets, options, term)
+    runner.raise_for_failures(host_results)
+    for each, env_settings, _ in results:
+        lifecycle.record_choices(each, env_settings)
+    term.success(f"provisioned {len(results)} environments")
