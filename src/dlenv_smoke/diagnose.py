@@ -187,9 +187,16 @@ def container_without_gpu(obs: dict[str, Any]) -> Finding | None:
             "configure --runtime=docker`, restart dockerd, and start the container "
             "with `--gpus all`.",
         )
-    if _torch(obs).get("cpu_only_build"):
-        # A CPU image (CPU torch, no GPU requested): nothing is wrong, the verdict says CPU only.
-        return None
+    if _torch(obs).get("cpu_only_build") and _run(obs).get("device_asked") != "cuda":
+        # A CPU image (CPU torch, no GPU requested): nothing is broken, so say why, not "error".
+        return Finding(
+            "container_no_gpu",
+            "info",
+            "This is a CPU-only container (CPU build of torch, no GPU passed in): the job runs "
+            "on the CPU.",
+            "For GPUs use the GPU image (`dlenv local up --gpu`, or `docker run --gpus all`) on "
+            "a host with the NVIDIA driver and nvidia-container-toolkit.",
+        )
     return Finding(
         "container_no_gpu",
         "error",

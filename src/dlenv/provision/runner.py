@@ -60,6 +60,10 @@ EventSink = Callable[[str, str, str, str], None]
 """(host label, event, step name, text): events are plan, start, line, done, skip, fail, reboot."""
 
 
+REBOOT_MARKER = "/run/dlenv-reboot-pending"
+"""Exists until the host reboots (/run is a tmpfs), so a fast reboot is still noticed."""
+
+
 @dataclass
 class StepState:
     name: str
@@ -284,7 +288,13 @@ class HostRun:
         if res.exit_code == REBOOT_EXIT:
             self._emit("reboot", step.name, "rebooting to load the new kernel modules")
             self.log.write(f"== {step.name}: reboot")
-            self.host.sudo("(sleep 1; systemctl reboot || reboot) >/dev/null 2>&1 &")
+            # The marker lives in /run (a tmpfs): a reboot empties it, so "down" is seen even
+            # when the host comes back faster than we poll (a transparent reconnect otherwise
+            # hides the reboot).
+            self.host.sudo(
+                f"touch {REBOOT_MARKER} && "
+                "((sleep 1; systemctl reboot || reboot) >/dev/null 2>&1 &)"
+            )
             self._wait_until_down()
             self.host.reconnect(timeout=REBOOT_TIMEOUT)
             self._emit("note", step.name, "host is back after the reboot; verifying")
@@ -306,7 +316,7 @@ class HostRun:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.host.run("true", timeout=10).exit_code != 0:
+                if self.host.run(f"test -e {REBOOT_MARKER}", timeout=10).exit_code != 0:
                     return
             except DlenvError:
                 return
