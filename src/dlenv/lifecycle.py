@@ -257,7 +257,7 @@ def ready_for_ssh(
 ) -> Any:
     """Write the ssh config entry and, unless told not to, wait until SSH login works."""
     from dlenv import sshconfig, sshwait
-    from dlenv.cloud.hostkeys import console_host_keys
+    from dlenv.cloud.hostkeys import console_host_keys, console_tail
 
     target = _target(name, env, settings)
     sshconfig.write_entry(name, target)
@@ -273,6 +273,7 @@ def ready_for_ssh(
             deadline,
             terminal.info,
             console_keys=lambda: console_host_keys(aws, env.instance_id),
+            console_tail=lambda: console_tail(aws, env.instance_id),
         )
     return target
 

@@ -94,8 +94,14 @@ def wait_for_login(
     say: Say,
     console_keys: Callable[[], list[str]] | None = None,
     console_wait: float | None = None,
+    console_tail: Callable[[], str] | None = None,
+    slow_after: float = 120,
 ) -> None:
-    """Retry until `true` runs over SSH; host keys from `console_keys()` when it yields them."""
+    """Retry until `true` runs over SSH; host keys from `console_keys()` when it yields them.
+
+    When login still fails after `slow_after` seconds, the tail of the instance console is shown
+    once (a slow cloud-init, a kernel panic or a full disk shows up there, not in SSH errors).
+    """
     import paramiko
 
     from dlenv.sshconfig import add_host_keys, known_keys
@@ -103,6 +109,7 @@ def wait_for_login(
     if console_wait is None:
         console_wait = float(os.environ.get("DLENV_CONSOLE_KEY_WAIT", "90"))
     started = time.monotonic()
+    shown_console = False
     have_keys = bool(known_keys(target.known_hosts_key))
     auth_failures = 0
     delay = 2.0
@@ -147,6 +154,18 @@ def wait_for_login(
                     ) from None
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 last_error = f"{exc.__class__.__name__}: {exc}"[:200]
+        if (
+            console_tail is not None
+            and not shown_console
+            and time.monotonic() - started >= slow_after
+        ):
+            shown_console = True
+            tail = console_tail().strip()
+            if tail:
+                say(
+                    f"still no SSH login after {time.monotonic() - started:.0f}s ({last_error}); "
+                    f"the instance console ends with:\n{tail}"
+                )
         if time.monotonic() + delay > deadline:
             raise SshError(
                 f"SSH login did not succeed before the timeout (last: {last_error})",

@@ -50,3 +50,34 @@ def test_cost_so_far_from_launch_time(aws):
     assert env.hours_running(dt.datetime(2026, 1, 1, 12, 30, tzinfo=dt.timezone.utc)) == 2.5
     env.state = "stopped"
     assert env.hours_running() == 0
+
+
+def test_spot_interruption_is_reported(aws):
+    """A persistent spot instance stopped by AWS: `status` says so (from its state reason)."""
+    import datetime as dt
+
+    from botocore.stub import Stubber
+
+    record = {
+        "InstanceId": "i-0123456789abcdef0",
+        "InstanceType": "g5.xlarge",
+        "State": {"Code": 80, "Name": "stopped"},
+        "InstanceLifecycle": "spot",
+        "SpotInstanceRequestId": "sir-abcd1234",
+        "StateReason": {
+            "Code": "Server.SpotInstanceShutdown",
+            "Message": "Server.SpotInstanceShutdown: The instance was stopped because "
+            "the number of Spot requests with a maximum price equal to or "
+            "higher than the Spot price exceeded available capacity",
+        },
+        "LaunchTime": dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
+        "Placement": {"AvailabilityZone": "us-east-1a"},
+        "Tags": [
+            {"Key": "dlenv:name", "Value": "spotty"},
+            {"Key": "dlenv:market", "Value": "spot-persistent"},
+        ],
+    }
+    with Stubber(aws.ec2) as stub:
+        stub.add_response("describe_instances", {"Reservations": [{"Instances": [record]}]})
+        [env] = instances.list_environments(aws)
+    assert env.interrupted and env.market == "spot-persistent" and env.hours_running() == 0

@@ -93,3 +93,35 @@ def test_host_spec_parsing(spec, expect):
 def test_bad_host_specs(spec):
     with pytest.raises(UsageError):
         SshTarget.parse(spec)
+
+
+def test_slow_ssh_shows_the_console_tail(state):
+    """SSH never answers: after `slow_after` the console tail is shown once, then a clear error."""
+    import sys
+
+    from dlenv import sshwait
+    from dlenv.errors import SshError
+
+    target = SshTarget(
+        host="10.9.9.9",
+        user="ubuntu",
+        known_hosts=state / "kh",
+        name="box",
+        proxy_command=f"{sys.executable} -c 'import sys; sys.exit(1)'",
+    )
+    (state / "kh").write_text("")
+    said: list[str] = []
+    import time
+
+    with pytest.raises(SshError, match="did not succeed before the timeout"):
+        sshwait.wait_for_login(
+            target,
+            time.monotonic() + 4,
+            said.append,
+            console_keys=lambda: [],
+            console_wait=0,
+            console_tail=lambda: "cloud-init[812]: still running modules",
+            slow_after=0,
+        )
+    shown = [s for s in said if "console ends with" in s]
+    assert len(shown) == 1 and "cloud-init[812]: still running modules" in shown[0]

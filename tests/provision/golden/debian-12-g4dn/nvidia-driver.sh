@@ -16,8 +16,13 @@ if lsmod | grep -q '^nouveau'; then
   exit 0
 fi
 modprobe nvidia 2>/dev/null || true
-if ! nvidia-smi >/dev/null 2>&1; then
-  dlenv_reboot_required "the NVIDIA driver is installed but not loaded: a reboot is needed"
+if ! smi_out=$(nvidia-smi 2>&1); then
+  if echo "$smi_out" | grep -q "Driver/library version mismatch"; then
+    # An upgrade replaced the libraries while the old kernel module stays loaded.
+    dlenv_reboot_required "Driver/library version mismatch: the old NVIDIA module is still loaded; rebooting to load the new one"
+  else
+    dlenv_reboot_required "the NVIDIA driver is installed but not loaded: a reboot is needed"
+  fi
   exit 0
 fi
 systemctl enable --now nvidia-persistenced >/dev/null 2>&1 || nvidia-smi -pm 1
