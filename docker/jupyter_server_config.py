@@ -6,6 +6,9 @@ import os
 
 c = get_config()  # noqa: F821 - provided by Jupyter when it loads this file
 
+# Inside the container only: Docker's port publishing reaches the container's own interface, not
+# its loopback. Exposure is decided where the port is published, and both compose.yaml and
+# `dlenv local up` publish on 127.0.0.1 only (tests/docker check it); the token is always required.
 c.ServerApp.ip = "0.0.0.0"
 c.ServerApp.port = int(os.environ.get("JUPYTER_PORT", "8888"))
 c.ServerApp.open_browser = False

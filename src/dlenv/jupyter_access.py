@@ -43,7 +43,9 @@ def open_jupyter(
             terminal.info(f"a tunnel to {label} is already open (pid {record['pid']})")
             terminal.result(record["url"])
             return record
-    jup = tunnel.remote_jupyter()
+    from dlenv.provision.jupyter import RemoteJupyter
+
+    jup = RemoteJupyter.from_stack()
     token = tunnel.fetch_token(target, jup, name or f"--host {host}")
     local = tunnel.pick_port(port)
     if local != port:

@@ -81,19 +81,19 @@ def with_env_choices(settings: Settings, env_tags: dict[str, str], terminal: Ter
     return settings
 
 
-def record_choices(name: str, settings: Settings) -> None:
-    """Tag the environment with the choices it was provisioned with."""
+def record_choices(name: str, settings: Settings, instance_id: str | None = None) -> None:
+    """Tag the environment with the choices it was provisioned with (the id saves a lookup)."""
     from dlenv.cloud import instances
     from dlenv.cloud.aws_errors import translated
     from dlenv.cloud.session import from_settings
 
     aws = from_settings(settings)
-    env = instances.get(aws, name)
+    instance_id = instance_id or instances.get(aws, name).instance_id
     tags = [
         {"Key": tag, "Value": str(getattr(settings, attr))} for attr, tag in CHOICE_TAGS.items()
     ]
     with translated(region=aws.region_name):
-        aws.ec2.create_tags(Resources=[env.instance_id], Tags=tags)
+        aws.ec2.create_tags(Resources=[instance_id], Tags=tags)
 
 
 @dataclass

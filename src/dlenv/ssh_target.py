@@ -54,6 +54,23 @@ class SshTarget:
             .replace("%r", self.user)
         )
 
+    def openssh_options(self) -> list[tuple[str, str]]:
+        """ssh(1) options reaching this target, host-key checking always on.
+
+        The one source for both the tunnel's `ssh -o` flags and the `Host dlenv-NAME` entry in
+        dlenv's ssh config, so `ssh dlenv-mybox` and dlenv's own connections never disagree.
+        """
+        opts = [("Port", str(self.port)), ("StrictHostKeyChecking", "yes")]
+        if self.key_file:
+            opts += [("IdentityFile", str(self.key_file)), ("IdentitiesOnly", "yes")]
+        if self.known_hosts:
+            opts.append(("UserKnownHostsFile", str(self.known_hosts)))
+        if self.host_key_alias:
+            opts.append(("HostKeyAlias", self.host_key_alias))
+        if self.proxy_command:
+            opts.append(("ProxyCommand", self.proxy_command))
+        return [*opts, ("ServerAliveInterval", "15"), ("ServerAliveCountMax", "3")]
+
     def with_(self, **changes: object) -> SshTarget:
         return replace(self, **changes)
 

@@ -40,23 +40,15 @@ def host_alias(name: str) -> str:
 
 
 def _block(name: str, target: SshTarget) -> str:
+    if target.known_hosts is None:
+        target = target.with_(known_hosts=known_hosts_path())
     lines = [
         f"# dlenv:begin {name}",
         f"Host {host_alias(name)}",
         f"    HostName {target.host}",
         f"    User {target.user}",
-        f"    Port {target.port}",
     ]
-    if target.key_file:
-        lines += [f"    IdentityFile {target.key_file}", "    IdentitiesOnly yes"]
-    lines += [
-        f"    UserKnownHostsFile {target.known_hosts or known_hosts_path()}",
-        "    StrictHostKeyChecking yes",
-        *([f"    HostKeyAlias {target.host_key_alias}"] if target.host_key_alias else []),
-        "    ServerAliveInterval 30",
-    ]
-    if target.proxy_command:
-        lines.append(f"    ProxyCommand {target.proxy_command}")
+    lines += [f"    {key} {value}" for key, value in target.openssh_options()]
     lines.append(f"# dlenv:end {name}")
     return "\n".join(lines) + "\n"
 

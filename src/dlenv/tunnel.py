@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -20,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from dlenv.errors import DlenvError, SshError, UsageError
 from dlenv.ssh_target import SshTarget
@@ -28,30 +28,12 @@ Say = Callable[[str], None]
 
 
 def ssh_options(target: SshTarget) -> list[str]:
-    """ssh(1) arguments that reach `target` with host-key checking always on."""
-    args = [
-        "-p",
-        str(target.port),
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "ServerAliveInterval=15",
-        "-o",
-        "ServerAliveCountMax=3",
-        "-o",
-        "ConnectTimeout=20",
+    """ssh(1) arguments that reach `target` non-interactively, host keys always verified."""
+    opts = [*target.openssh_options(), ("BatchMode", "yes"), ("ConnectTimeout", "20")]
+    return [
+        *(arg for key, value in opts for arg in ("-o", f"{key}={value}")),
+        f"{target.user}@{target.host}",
     ]
-    if target.key_file:
-        args += ["-i", str(target.key_file), "-o", "IdentitiesOnly=yes"]
-    if target.known_hosts:
-        args += ["-o", f"UserKnownHostsFile={target.known_hosts}"]
-    if target.host_key_alias:
-        args += ["-o", f"HostKeyAlias={target.host_key_alias}"]
-    if target.proxy_command:
-        args += ["-o", f"ProxyCommand={target.proxy_command}"]
-    return [*args, f"{target.user}@{target.host}"]
 
 
 def ssh_binary() -> str:
@@ -105,46 +87,10 @@ def _ssh_failure(target: SshTarget, stderr: str) -> SshError:
 
 
 # -- Jupyter on the remote side -----------------------------------------------------------
-@dataclass(frozen=True)
-class RemoteJupyter:
-    port: int
-    token_file: str
-    service: str
-
-
-def remote_jupyter() -> RemoteJupyter:
-    from dlenv.provision.manifest import load_stack
-
-    stack = load_stack()
-    return RemoteJupyter(
-        int(stack.get("jupyter.port")),
-        str(stack.get("jupyter.token_file")),
-        str(stack.get("jupyter.service")),
-    )
-
-
-def fetch_token(target: SshTarget, jup: RemoteJupyter, name_hint: str) -> str:
-    """Check the service answers, then read the token (one round trip)."""
-    script = (
-        f"systemctl is-active --quiet {jup.service} || {{ echo SERVICE-DOWN; exit 3; }}; "
-        f"curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{jup.port}/api "
-        f"|| {{ echo NOT-ANSWERING; exit 4; }}; cat {shlex.quote(jup.token_file)}"
-    )
-    proc = run_remote(target, script)
-    if proc.returncode in (3, 4):
-        state = "is not running" if proc.returncode == 3 else "does not answer on its port"
-        raise DlenvError(
-            f"the JupyterLab service on {target.label} {state}",
-            f"reinstall/restart it with `dlenv provision {name_hint} --only jupyterlab-service`",
-            host=target.label,
-        )
-    if proc.returncode != 0 or not proc.stdout.strip():
-        raise DlenvError(
-            f"cannot read the Jupyter token on {target.label}: {proc.stderr.strip()[-200:]}",
-            f"provision the host: `dlenv provision {name_hint}`",
-            host=target.label,
-        )
-    return proc.stdout.strip()
+def fetch_token(target: SshTarget, jup: Any, name_hint: str) -> str:
+    """Check the service answers, then read the token: one ssh round trip (see RemoteJupyter)."""
+    proc = run_remote(target, jup.token_script())
+    return jup.token_from(proc.returncode, proc.stdout, target.label, name_hint)
 
 
 # -- local port ---------------------------------------------------------------------------

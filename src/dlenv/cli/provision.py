@@ -200,7 +200,7 @@ def provision(
     if name and not plan:
         from dlenv.lifecycle import record_choices
 
-        record_choices(name, settings)
+        record_choices(name, settings, env.instance_id)
 
 
 def _as_dict(r: Any) -> dict[str, Any]:

@@ -144,13 +144,13 @@ def _provision(results, stack_flags, term) -> None:
         # the environment's recorded choices (python manager, idle stop) may have filled settings in
         options = build_options(env_settings, **stack_flags)
         runner.provision_environment(each, result.target, env_settings, term, options=options)
-        lifecycle.record_choices(each, env_settings)
+        lifecycle.record_choices(each, env_settings, result.env.instance_id)
         return
     first_settings = results[0][1]
     options = build_options(first_settings, **stack_flags)
     targets = [result.target.with_(name=each) for each, _, result in results]
     host_results = runner.provision(targets, options, term)
     runner.raise_for_failures(host_results)
-    for each, env_settings, _ in results:
-        lifecycle.record_choices(each, env_settings)
+    for each, env_settings, result in results:
+        lifecycle.record_choices(each, env_settings, result.env.instance_id)
     term.success(f"provisioned {len(results)} environments")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -55,11 +54,6 @@ class Host(Protocol):
         """Copy a local file to a path the login user can write."""
 
     def get(self, remote: str, local: Path) -> None: ...
-
-    def forward_local(
-        self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1"
-    ) -> AbstractContextManager[None]:
-        """Listen on 127.0.0.1:local_port and forward to remote_host:remote_port on the host."""
 
     def reconnect(self, timeout: float = 600) -> None:
         """Drop and re-establish the session (after a reboot); raises SshError on timeout."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from dlenv.errors import DockerError
@@ -59,11 +58,6 @@ class DockerExecHost:
 
     def get(self, remote: str, local: Path) -> None:
         self._docker("cp", f"{self.container}:{remote}", str(local))
-
-    def forward_local(
-        self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1"
-    ) -> AbstractContextManager[None]:
-        raise NotImplementedError("publish the container's port instead (docker run -p)")
 
     def reconnect(self, timeout: float = 600) -> None:
         return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from dlenv.remote.base import CommandResult, LineSink, sudo_wrap
@@ -45,13 +44,6 @@ class LocalHost:
 
     def get(self, remote: str, local: Path) -> None:
         shutil.copyfile(remote, local)
-
-    def forward_local(
-        self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1"
-    ) -> AbstractContextManager[None]:
-        if local_port != remote_port:
-            raise NotImplementedError("a local host needs no forwarding")
-        return nullcontext()
 
     def reconnect(self, timeout: float = 600) -> None:
         return None
