@@ -25,13 +25,11 @@ def main() -> None:
     import moto.ec2.responses.general as general
     from moto.server import ThreadedMotoServer
 
-    from awsfake import FAKE_ENV, seed_ubuntu
+    from awsfake import FAKE_ENV, console_with_host_keys, seed_ubuntu
     from docker_support import find_wheelhouse
     from harness import hosts
+    from instancehost import wire
     from jupyter_ws import shutdown, start_kernel
-
-    sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-    from test_journey import RELAY, console_with_host_keys
 
     os.environ.update(FAKE_ENV)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -43,18 +41,13 @@ def main() -> None:
     host = hosts.start_host(work=work)
     general.SAMPLE_CONSOLE_OUTPUT = console_with_host_keys(host.host_keys)
     state = work / "state"
-    (state / "keys").mkdir(parents=True)
-    shutil.copy(host.key, state / "keys" / "dlenv-bench")
-    shutil.copy(host.key.with_suffix(".pub"), state / "keys" / "dlenv-bench.pub")
-    (state / "keys" / "dlenv-bench").chmod(0o600)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DLENV_")},
         "AWS_ENDPOINT_URL": url,
         "HOME": str(work),
         "DLENV_STATE_DIR": str(state),
         "DLENV_ALLOW_CIDR": "203.0.113.9/32",
-        "DLENV_SSH_USER": hosts.USER,
-        "DLENV_SSH_PROXY_COMMAND": f"{sys.executable} {RELAY} 127.0.0.1 {host.port}",
+        **wire(state, host, "bench"),
     }
 
     def dlenv(*args: str) -> tuple[float, subprocess.CompletedProcess]:

@@ -1,21 +1,28 @@
-"""Benchmark: dlenv's SSH runner vs the manual way (one `ssh host 'cmd'` per step, in sequence).
+"""Benchmark: dlenv's SSH runner vs the manual way (one `ssh host 'cmd'` per step, in sequence)
+vs Ansible (ansible/site.yml).
 
-Two identical fresh host containers (systemd + sshd, Debian 12) in one run:
-  1. fresh provision: dlenv on host A, ssh-per-step on host B, at the same time (same step
-     bodies, same options, same load on this machine);
-  2. no-op re-run on each finished host;
+Identical fresh host containers (systemd + sshd, Debian 12), one per column, in one run:
+  1. fresh provision: dlenv on host A, ssh-per-step on host B, ansible-playbook on host C, all at
+     the same time (same options, same load on this machine);
+  2. no-op re-run on each finished host (Ansible twice: with its verifications but without the
+     smoke-test job, which dlenv's own no-op run does not run either, and with
+     dlenv_verify=false, convergence checks only);
   3. the no-op re-runs again through a TCP proxy adding 50 ms round-trip delay in front of sshd
      (this kernel has no netem), which shows what each approach's round trips cost.
 The manual way runs each step as `if ! check; then apply; fi` over a new ssh connection per step
-(what a person pasting commands, or a naive script, does). Ansible is not compared: the Ansible
-issue has not landed.
+(what a person pasting commands, or a naive script, does). Ansible runs as its users run it:
+`ansible-playbook -i INVENTORY ansible/site.yml` with SSH pipelining on (ControlPersist is
+Ansible's default), python uv and the same wheelhouse, its fresh run without the smoke-test job
+(dlenv's runner does not run it either).
 
-    .venv/bin/python benchmarks/provision_bench.py [--rtt-ms 50] [--keep]
+    .venv/bin/python benchmarks/provision_bench.py [--columns dlenv,ssh,ansible] [--rtt-ms 50]
+                                                   [--no-rtt] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import subprocess
@@ -27,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "ansible"))
 
 from dlenv.provision.manifest import load_stack  # noqa: E402
 from dlenv.provision.options import ProvisionOptions  # noqa: E402
@@ -36,6 +44,9 @@ from dlenv.provision.steps import build_steps  # noqa: E402
 from dlenv.terminal import Terminal  # noqa: E402
 from harness import ensure_images, start_host  # noqa: E402
 from harness.delay_proxy import DelayProxy  # noqa: E402
+
+COLUMNS = ("dlenv", "ssh", "ansible")
+LABELS = {"dlenv": "dlenv", "ssh": "ssh/step", "ansible": "ansible"}
 
 
 def find_links() -> Path:
@@ -109,71 +120,168 @@ def ssh_per_step(host, port: int, options, known_hosts: Path, *, upload: bool) -
     return time.monotonic() - start
 
 
+def ansible_run(
+    host, port: int, known_hosts: Path, wheelhouse: Path, work: Path, *extra: str
+) -> float:  # type: ignore[no-untyped-def]
+    """`ansible-playbook -i INVENTORY ansible/site.yml` against one host, from the repo root."""
+    from types import SimpleNamespace
+
+    from ansible_support import host_entry, playbook, write_inventory
+
+    target = SimpleNamespace(port=port, key=host.key, known_hosts=known_hosts)
+    control_dir = work / "cp"
+    control_dir.mkdir(exist_ok=True)
+    inventory = write_inventory(
+        work / f"inventory-{port}.yml",
+        {
+            "bench": host_entry(
+                target,
+                dlenv_python_manager="uv",
+                dlenv_wheelhouse=str(wheelhouse),
+                ansible_control_path_dir=str(control_dir),
+            )
+        },
+    )
+    run = playbook(inventory, *extra)
+    # Each run starts from a cold connection, as every dlenv run does: end the ControlPersist
+    # master Ansible left behind (its sockets are in this run's own directory).
+    for sock in control_dir.iterdir():
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "bench"],
+            capture_output=True,
+            check=False,
+        )
+    recap = run.recap.get("bench", {})
+    if run.returncode != 0 or recap.get("failed", 1):
+        raise SystemExit(f"ansible-playbook failed:\n{run.tail(60)}")
+    print(f"    ansible {' '.join(extra) or '(defaults)'}: {run.seconds:.1f}s, {recap}", flush=True)
+    return run.seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--columns",
+        default=",".join(COLUMNS),
+        help="which to run, of dlenv,ssh,ansible (dlenv is always run: it is the baseline)",
+    )
     parser.add_argument("--rtt-ms", type=float, default=50.0)
+    parser.add_argument("--no-rtt", action="store_true", help="skip the added-latency row")
     parser.add_argument("--keep", action="store_true", help="leave the host containers running")
     args = parser.parse_args()
+    columns = ["dlenv"] + [c for c in args.columns.split(",") if c in COLUMNS and c != "dlenv"]
     require_engine_or_exit()
     ensure_images()
     work = Path(tempfile.mkdtemp(prefix="dlenv-bench-"))
     os.environ.setdefault("DLENV_STATE_DIR", str(work / "state"))
-    options = ProvisionOptions(python="uv", wheelhouse=find_links())
+    wheelhouse = find_links()
+    options = ProvisionOptions(python="uv", wheelhouse=wheelhouse)
+    no_smoke = ("-e", "dlenv_verify_smoke=false")
     # no shared apt/uv caches: each host downloads what a fresh VM would
-    a, b = start_host(work=work, shared_caches=False), start_host(work=work, shared_caches=False)
-    rows: list[tuple[str, float, float]] = []
+    hosts = {c: start_host(work=work, shared_caches=False) for c in columns}
+    a, b, c = hosts["dlenv"], hosts.get("ssh"), hosts.get("ansible")
+    rows: list[tuple[str, dict[str, float]]] = []
     try:
         print(
-            f"hosts: A={a.container} (dlenv), B={b.container} (ssh per step); "
-            f"stack {load_stack().fingerprint}; python uv; torch from {options.wheelhouse}",
+            "hosts: "
+            + ", ".join(f"{h.container} ({LABELS[k]})" for k, h in hosts.items())
+            + f"; stack {load_stack().fingerprint}; python uv; torch from {wheelhouse}",
             flush=True,
         )
-        # Both fresh provisions at once, so both see the same load on this machine.
-        with ThreadPoolExecutor(2) as pool:
-            fut_d = pool.submit(dlenv_run, a.target(), options)
-            fut_s = pool.submit(ssh_per_step, b, b.port, options, b.known_hosts, upload=True)
-            fresh_dlenv, fresh_ssh = fut_d.result(), fut_s.result()
-        print(
-            f"  fresh (concurrently): dlenv {fresh_dlenv:.1f}s, ssh-per-step {fresh_ssh:.1f}s",
-            flush=True,
-        )
-        rows.append(("fresh provision", fresh_dlenv, fresh_ssh))
-        rows.append(
-            (
-                "no-op re-run",
-                dlenv_run(a.target(), options),
-                ssh_per_step(b, b.port, options, b.known_hosts, upload=False),
-            )
-        )
-        one_way = args.rtt_ms / 2000
-        with (
-            DelayProxy(("127.0.0.1", a.port), one_way=one_way) as pa,
-            DelayProxy(("127.0.0.1", b.port), one_way=one_way) as pb,
-        ):
-            kh = work / "known_hosts-delayed"
-            kh.write_text(
-                "".join(
-                    f"[127.0.0.1]:{p} {' '.join(k.split()[:2])}\n"
-                    for p, h in ((pa.port, a), (pb.port, b))
-                    for k in h.host_keys
+        # All fresh provisions at once, so all see the same load on this machine.
+        with ThreadPoolExecutor(len(columns)) as pool:
+            futures = {"dlenv": pool.submit(dlenv_run, a.target(), options)}
+            if b:
+                futures["ssh"] = pool.submit(
+                    ssh_per_step, b, b.port, options, b.known_hosts, upload=True
                 )
-            )
-            ta = a.target().with_(port=pa.port, known_hosts=kh)
+            if c:
+                futures["ansible"] = pool.submit(
+                    ansible_run, c, c.port, c.known_hosts, wheelhouse, work, *no_smoke
+                )
+            fresh = {k: f.result() for k, f in futures.items()}
+        print(
+            "  fresh (concurrently): "
+            + ", ".join(f"{LABELS[k]} {v:.1f}s" for k, v in fresh.items()),
+            flush=True,
+        )
+        rows.append(("fresh provision", fresh))
+        noop = {"dlenv": dlenv_run(a.target(), options)}
+        if b:
+            noop["ssh"] = ssh_per_step(b, b.port, options, b.known_hosts, upload=False)
+        if c:
+            noop["ansible"] = ansible_run(c, c.port, c.known_hosts, wheelhouse, work, *no_smoke)
+        rows.append(("no-op re-run", noop))
+        if c:
             rows.append(
                 (
-                    f"no-op re-run, +{args.rtt_ms:.0f} ms RTT",
-                    dlenv_run(ta, options),
-                    ssh_per_step(b, pb.port, options, kh, upload=False),
+                    "no-op, ansible dlenv_verify=false",
+                    {
+                        "dlenv": noop["dlenv"],
+                        "ansible": ansible_run(
+                            c, c.port, c.known_hosts, wheelhouse, work, "-e", "dlenv_verify=false"
+                        ),
+                    },
                 )
+            )
+        if not args.no_rtt:
+            rows.append(
+                (f"no-op re-run, +{args.rtt_ms:.0f} ms RTT", delayed(args, hosts, options, work))
             )
     finally:
         if not args.keep:
-            a.stop()
-            b.stop()
+            for h in hosts.values():
+                h.stop()
     print()
-    print(f"{'scenario':34} {'dlenv':>9} {'ssh/step':>9} {'ssh/dlenv':>10}")
-    for name, d, s in rows:
-        print(f"{name:34} {d:8.1f}s {s:8.1f}s {s / d:9.2f}x")
+    shown = [k for k in COLUMNS if k in columns]
+    header = f"{'scenario':36}" + "".join(f" {LABELS[k]:>9}" for k in shown)
+    header += "".join(f" {LABELS[k] + '/dlenv':>14}" for k in shown if k != "dlenv")
+    print(header)
+    for name, figures in rows:
+        line = f"{name:36}" + "".join(
+            f" {figures[k]:8.1f}s" if k in figures else f" {'-':>9}" for k in shown
+        )
+        line += "".join(
+            f" {figures[k] / figures['dlenv']:13.2f}x" if k in figures else f" {'-':>14}"
+            for k in shown
+            if k != "dlenv"
+        )
+        print(line)
+
+
+def delayed(args, hosts, options, work: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The no-op re-runs through a proxy adding args.rtt_ms of round-trip time."""
+    one_way = args.rtt_ms / 2000
+    out: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        proxies = {
+            k: stack.enter_context(DelayProxy(("127.0.0.1", h.port), one_way=one_way))
+            for k, h in hosts.items()
+        }
+        kh = work / "known_hosts-delayed"
+        kh.write_text(
+            "".join(
+                f"[127.0.0.1]:{proxies[k].port} {' '.join(key.split()[:2])}\n"
+                for k, h in hosts.items()
+                for key in h.host_keys
+            )
+        )
+        out["dlenv"] = dlenv_run(
+            hosts["dlenv"].target().with_(port=proxies["dlenv"].port, known_hosts=kh), options
+        )
+        if "ssh" in hosts:
+            out["ssh"] = ssh_per_step(hosts["ssh"], proxies["ssh"].port, options, kh, upload=False)
+        if "ansible" in hosts:
+            out["ansible"] = ansible_run(
+                hosts["ansible"],
+                proxies["ansible"].port,
+                kh,
+                options.wheelhouse,
+                work,
+                "-e",
+                "dlenv_verify_smoke=false",
+            )
+    return out
 
 
 def require_engine_or_exit() -> None:

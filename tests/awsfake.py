@@ -135,3 +135,12 @@ def any_dlenv_resources(region: str, endpoint_url: str | None = None) -> dict[st
         if k["KeyName"].startswith("dlenv-")
     ]
     return {"instances": instances, "security_groups": groups, "key_pairs": keys}
+
+
+def console_with_host_keys(keys: list[str]) -> str:
+    """Console output as cloud-init prints host keys, carrying `keys` (a host container's)."""
+    lines = "\n".join(" ".join(k.split()[:2]) + " root@host" for k in keys)
+    return (
+        "[  OK  ] Started cloud-final.service\n-----BEGIN SSH HOST KEY KEYS-----\n"
+        f"{lines}\n-----END SSH HOST KEY KEYS-----\n"
+    )

@@ -32,6 +32,10 @@ class Settings:
         default="ubuntu-24.04",
         metadata={"help": "ubuntu-24.04, ubuntu-22.04, debian-12 or ami-..."},
     )
+    baked: bool = field(
+        default=True,
+        metadata={"help": "launch from the newest matching image of `dlenv ami bake` if any"},
+    )
     disk: int = field(default=100, metadata={"help": "root volume size in GB (gp3, encrypted)"})
     spot: bool = field(default=False, metadata={"help": "launch spot instances"})
     spot_type: str = field(

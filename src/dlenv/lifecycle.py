@@ -111,8 +111,9 @@ def up(
     yes: bool = False,
     wait_ssh: bool = True,
     instance_explicit: bool = True,
+    extra_tags: dict[str, str] | None = None,
 ) -> UpResult:
-    from dlenv.cloud import ami, catalog, instances, keys, launch, network, quota
+    from dlenv.cloud import catalog, instances, keys, launch, network, quota
     from dlenv.cloud.session import from_settings
 
     validate_name(name)
@@ -152,7 +153,7 @@ def up(
         quota.preflight(
             aws, itype, settings.spot and settings.spot_fallback != "on-demand", terminal.warn
         )
-        image = ami.resolve(aws, settings.ami, itype.arch)
+        image = choose_image(aws, settings, itype.arch, terminal)
         if cidr is None:
             cidr = network.caller_cidr(settings.ip_check_url)
     market = "spot" if settings.spot else "on-demand"
@@ -172,6 +173,7 @@ def up(
 
     stack = stack_fingerprint()
     tags = _tags(name, settings.ssh_user or image.user, image.os, stack, settings)
+    tags += [{"Key": k, "Value": v} for k, v in (extra_tags or {}).items()]
     created: list[str] = []
     try:
         vpc = network.default_vpc(aws)
@@ -208,6 +210,28 @@ def up(
     env = instances.get(aws, name)
     target = ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=wait_ssh)
     return UpResult(env, "launched", target)
+
+
+BAKEABLE = ("ubuntu-24.04", "ubuntu-22.04", "debian-12", "dlami", "dlami-24.04")
+
+
+def choose_image(aws: Any, settings: Settings, arch: str, terminal: Terminal) -> Any:
+    """The image to launch: the newest baked image of this exact stack when `--ami` names a base
+    (and `baked` is on), else the base itself. A baked image needs only the per-instance steps.
+    """
+    from dlenv.cloud import ami, images
+
+    if settings.baked and settings.ami in BAKEABLE:
+        found = images.find_baked(
+            aws, stack=stack_fingerprint(), base=settings.ami, python=settings.python, arch=arch
+        )
+        if found is not None:
+            terminal.info(
+                f"using baked image {found.image_id} ({found.name}, {found.created[:10]}): "
+                "only the per-instance steps will run (--no-baked: start from stock)"
+            )
+            return ami.Image(found.image_id, found.name, found.user, found.os, arch, "baked")
+    return ami.resolve(aws, settings.ami, arch)
 
 
 def _root_device(aws: Any, image_id: str) -> str:
@@ -263,6 +287,9 @@ def ready_for_ssh(
     sshconfig.write_entry(name, target)
     if not wait_ssh:
         return target
+    from dlenv.cloud.keys import require_private_key
+
+    require_private_key(name, aws.region_name)  # launched elsewhere: say how to import the key
     deadline = time.monotonic() + settings.ssh_timeout
     how = "through ssh_proxy_command" if target.proxy_command else f"{target.host}:{target.port}"
     with terminal.phase(f"waiting for the SSH port ({how})"):
@@ -276,6 +303,25 @@ def ready_for_ssh(
             console_tail=lambda: console_tail(aws, env.instance_id),
         )
     return target
+
+
+def target_of_running(name: str, settings: Settings, terminal: Terminal) -> Any:
+    """The SshTarget of a running environment, its host keys known to this machine.
+
+    The first time this machine talks to it (after `up --no-provision`, or when another machine
+    launched it) the keys are read from the instance console, exactly as `up` does.
+    """
+    from dlenv import sshconfig
+    from dlenv.cloud import instances
+    from dlenv.cloud.session import from_settings
+
+    if sshconfig.known_keys(f"dlenv-{name}"):
+        return instances.ssh_target_for(name, settings)
+    aws = from_settings(settings)
+    env = instances.get(aws, name)
+    if env.state != "running":
+        return instances.ssh_target_for(name, settings)  # raises the "start it" error
+    return ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=True)
 
 
 def stop(name: str, settings: Settings, terminal: Terminal) -> Any:

@@ -44,4 +44,4 @@ def resolve_target(
         env = lifecycle.start(name, settings, terminal)
         target = lifecycle.ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=True)
         return name, target
-    return name, instances.ssh_target_for(name, settings)
+    return name, lifecycle.target_of_running(name, settings, terminal)

@@ -19,24 +19,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from awsfake import dlenv_resources
+from awsfake import console_with_host_keys, dlenv_resources
 from harness import hosts
+from instancehost import RELAY, wire
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.hosts]
 
 NAME = "e2e"
-RELAY = Path(__file__).with_name("relay.py")
 ARTIFACTS = Path(
     os.environ.get("DLENV_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
 )
-
-
-def console_with_host_keys(keys: list[str]) -> str:
-    lines = "\n".join(" ".join(k.split()[:2]) + " root@host" for k in keys)
-    return (
-        "[  OK  ] Started cloud-final.service\n-----BEGIN SSH HOST KEY KEYS-----\n"
-        f"{lines}\n-----END SSH HOST KEY KEYS-----\n"
-    )
 
 
 @pytest.fixture
@@ -54,18 +46,7 @@ def journey_cli(cli, host, tmp_path, monkeypatch):
     import moto.ec2.responses.general as general
 
     monkeypatch.setattr(general, "SAMPLE_CONSOLE_OUTPUT", console_with_host_keys(host.host_keys))
-    keys = Path(cli.env["DLENV_STATE_DIR"]) / "keys"
-    keys.mkdir(parents=True, mode=0o700)
-    shutil.copy(host.key, keys / f"dlenv-{NAME}")
-    shutil.copy(host.key.with_suffix(".pub"), keys / f"dlenv-{NAME}.pub")
-    (keys / f"dlenv-{NAME}").chmod(0o600)
-    cli.env.update(
-        {
-            "DLENV_SSH_USER": hosts.USER,
-            "DLENV_SSH_PROXY_COMMAND": f"{sys.executable} {RELAY} 127.0.0.1 {host.port}",
-            "DLENV_SSH_TIMEOUT": "180",
-        }
-    )
+    cli.env.update(wire(Path(cli.env["DLENV_STATE_DIR"]), host, NAME))
     return cli
 
 

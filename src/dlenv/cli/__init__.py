@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "local": "dlenv.cli.local:local",
     "config": "dlenv.cli.config_cmd:config_cmd",
     "allow-ip": "dlenv.cli.allow_ip:allow_ip",
+    "ami": "dlenv.cli.ami:ami",
+    "ssh-key": "dlenv.cli.ssh_key:ssh_key",
 }
 
 

@@ -154,20 +154,19 @@ def provision(
     terminal = app.terminal
     if name:
         try:
-            from dlenv.cloud.instances import ssh_target_for
+            from dlenv.cloud import instances
         except ImportError:
             raise UsageError(
                 "provisioning an environment by name needs dlenv's EC2 support, "
                 "which this build lacks",
                 "use --host USER@HOST -i KEY",
             ) from None
-        from dlenv.cloud import instances
         from dlenv.cloud.session import from_settings
-        from dlenv.lifecycle import with_env_choices
+        from dlenv.lifecycle import target_of_running, with_env_choices
 
         env = instances.get(from_settings(settings), name)
         settings = with_env_choices(settings, env.tags, terminal)
-        targets = [ssh_target_for(name, settings)]
+        targets = [target_of_running(name, settings, terminal)]
     else:
         known_hosts = state_dir() / "known_hosts"
         targets = [

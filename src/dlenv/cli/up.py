@@ -23,6 +23,13 @@ from dlenv.cli.provision import STACK_FLAGS, stack_options
     help="ubuntu-24.04 (default), ubuntu-22.04, debian-12 or ami-....",
     metavar="AMI",
 )
+@click.option(
+    "--baked/--no-baked",
+    "baked",
+    default=None,
+    help="Launch from the newest image `dlenv ami bake` made for this stack, if any (default)."
+    " [env: DLENV_BAKED]",
+)
 @setting_option(
     "--disk",
     setting="disk",

@@ -99,7 +99,7 @@ def _resolve_distro(aws: Any, spec: str, arch: str) -> Image:
             value = aws.client("ssm").get_parameter(Name=path)["Parameter"]["Value"]
             images = aws.ec2.describe_images(ImageIds=[value]).get("Images", [])
             name = images[0].get("Name", value) if images else value
-            return Image(value, name, distro.user, _os_of(spec), arch, f"ssm:{path}")
+            return Image(value, name, distro.user, os_of(spec), arch, f"ssm:{path}")
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) not in {
                 "ParameterNotFound",
@@ -126,13 +126,13 @@ def _resolve_distro(aws: Any, spec: str, arch: str) -> Image:
         newest["ImageId"],
         newest.get("Name", ""),
         distro.user,
-        _os_of(spec),
+        os_of(spec),
         arch,
         f"describe_images owner {distro.owner}",
     )
 
 
-def _os_of(spec: str) -> str:
+def os_of(spec: str) -> str:
     """The OS a distro spec runs (the DLAMI flavours are Ubuntu)."""
     return {"dlami": "ubuntu-22.04", "dlami-24.04": "ubuntu-24.04"}.get(spec, spec)
 

@@ -135,6 +135,15 @@ def translate(
             "this region has no default VPC",
             "create one with `aws ec2 create-default-vpc`",
         ),
+        "ResourceLimitExceeded": (
+            f"an EC2 resource limit was reached in {where} (ResourceLimitExceeded): {message}",
+            "remove unused images and snapshots (`dlenv ami list`, `dlenv ami rm AMI_ID`) or "
+            "request a higher limit in the Service Quotas console",
+        ),
+        "InvalidAMIName.Duplicate": (
+            f"an image with this name already exists in {where}",
+            "wait a second and bake again (names carry the time), or `dlenv ami rm` the old one",
+        ),
         "InvalidKeyPair.NotFound": (
             "the EC2 key pair is missing",
             "run `dlenv down NAME --keep-key` then `dlenv up NAME` again",

@@ -41,6 +41,7 @@ class Environment:
     security_groups: list[str] = field(default_factory=list)
     state_reason: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    image_id: str | None = None
 
     @classmethod
     def from_instance(cls, inst: dict[str, Any]) -> Environment:
@@ -67,6 +68,7 @@ class Environment:
             security_groups=[g["GroupId"] for g in inst.get("SecurityGroups", [])],
             state_reason=reason,
             tags=tags,
+            image_id=inst.get("ImageId"),
         )
 
     def hours_running(self, now: dt.datetime | None = None) -> float:
@@ -126,7 +128,7 @@ def wait(aws: Any, waiter: str, instance_id: str, timeout: int = 900) -> None:
 
 def ssh_target_for(name: str, settings: Any) -> Any:
     """The SshTarget of a running environment (used by provision, jupyter, smoke-test, ssh)."""
-    from dlenv.cloud.keys import private_key_path
+    from dlenv.cloud.keys import require_private_key
     from dlenv.cloud.session import from_settings
     from dlenv.errors import DlenvError
     from dlenv.ssh_target import SshTarget
@@ -145,7 +147,7 @@ def ssh_target_for(name: str, settings: Any) -> Any:
         host=host,
         user=settings.ssh_user or env.user,
         port=22,
-        key_file=private_key_path(name),
+        key_file=require_private_key(name, aws.region_name),
         known_hosts=known_hosts_path(),
         proxy_command=settings.ssh_proxy_command,
         name=name,

@@ -144,6 +144,41 @@ def _render(template: str, context: dict[str, Any]) -> str:
     return _jinja_env().get_template(template).render(**context).strip() + "\n"
 
 
+FILES_DIR_NAME = "files"
+"""`provision/files/`: templates of the files the steps install (systemd units, idle check,
+profile snippets). Shared with the Ansible roles, which render them with the template module."""
+
+
+@lru_cache(maxsize=1)
+def _files_env():  # type: ignore[no-untyped-def]
+    """Rendering settings equal to Ansible's template module defaults (trim_blocks only)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(provision_dir() / FILES_DIR_NAME)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=False,
+        autoescape=False,
+    )
+
+
+def file_context(stack: Stack, env_prefix: str, user: str, idle_minutes: int) -> dict[str, Any]:
+    """The variables of `provision/files/*.j2`; the Ansible roles define the same names."""
+    return {
+        "dlenv_stack": stack.data,
+        "dlenv_env_prefix": env_prefix,
+        "dlenv_owner": user,
+        "dlenv_idle_minutes": idle_minutes,
+    }
+
+
+def render_file(name: str, context: dict[str, Any]) -> str:
+    """A file's text as the steps embed it: no trailing newline (the heredoc adds one)."""
+    return _files_env().get_template(name).render(**context).rstrip("\n")
+
+
 def smoke_package_dir() -> Path:
     """The `dlenv_smoke` package to copy onto hosts (a checkout's src/ or the installed one)."""
     import importlib.util
@@ -241,23 +276,15 @@ def build_context(
         "cuda_repo": options.profile == "vm" and not options.cpu,
     }
     ctx["driver_variants"] = _driver_variants(stack, facts)
-    ctx["cuda_profile"] = (
-        f"# dlenv: CUDA {s['cuda']['version']} toolkit on PATH\n"
-        f'export PATH="{s["cuda"]["home"]}/bin:$PATH"'
-    )
-    ctx["jupyter_unit"] = _jupyter_unit(s, prefix, user)
-    ctx["idle_conf"] = (
-        f"IDLE_MINUTES={options.idle_stop}\n"
-        f"GPU_UTIL_THRESHOLD={s['idle']['gpu_util_threshold']}\n"
-        f"JUPYTER_PORT={s['jupyter']['port']}\n"
-        f"TOKEN_FILE={s['jupyter']['token_file']}"
-    )
-    ctx["idle_timer"] = (
-        "[Unit]\nDescription=dlenv idle auto-stop check\n\n[Timer]\n"
-        f"OnBootSec=5min\nOnUnitActiveSec={s['idle']['check_interval']}\n\n"
-        "[Install]\nWantedBy=timers.target"
-    )
-    ctx["idle_script"] = _render("idle-check.sh.j2", ctx).strip()
+    # Files the steps install come from provision/files/*.j2, which the Ansible roles render
+    # too (same variables), so both channels write byte-identical files (checks `cmp` them).
+    files = file_context(stack, prefix, user, options.idle_stop)
+    ctx["cuda_profile"] = render_file("dlenv-cuda.sh.j2", files)
+    ctx["jupyter_unit"] = render_file("dlenv-jupyter.service.j2", files)
+    ctx["idle_conf"] = render_file("idle.conf.j2", files)
+    ctx["idle_timer"] = render_file("dlenv-idle.timer.j2", files)
+    ctx["idle_service"] = render_file("dlenv-idle.service.j2", files)
+    ctx["idle_script"] = render_file("idle-check.j2", files)
     return ctx
 
 
@@ -299,37 +326,6 @@ def _driver_variants(stack: Stack, facts: HostFacts | None) -> list[dict[str, An
     for entry in variants.values():
         entry["match"] = "|".join(entry["keys"])
     return list(variants.values())
-
-
-def _jupyter_unit(s: dict[str, Any], prefix: str, user: str) -> str:
-    j = s["jupyter"]
-    return "\n".join(
-        [
-            "[Unit]",
-            "Description=dlenv JupyterLab (127.0.0.1 only; reach it through an SSH tunnel)",
-            "After=network-online.target",
-            "",
-            "[Service]",
-            f"User={user}",
-            "WorkingDirectory=~",
-            f"Environment=PATH={prefix}/bin:{s['cuda']['home']}/bin:/usr/local/bin:/usr/bin:/bin",
-            f"Environment=JUPYTER_TOKEN_FILE={j['token_file']}",
-            f"Environment={s['uv']['system_certs_env']}=1",
-            # Only the stack's kernel is offered (and is the default); no news feed or update
-            # check: nothing phones home, which also keeps air-gapped hosts quiet.
-            f"ExecStart={prefix}/bin/jupyter-lab --no-browser --ip={j['bind']} --port={j['port']} "
-            "--ServerApp.port_retries=0 "
-            f"--KernelSpecManager.allowed_kernelspecs={j['kernel_name']} "
-            f"--MappingKernelManager.default_kernel_name={j['kernel_name']} "
-            "--LabApp.news_url=None "
-            "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
-            "Restart=on-failure",
-            "RestartSec=5",
-            "",
-            "[Install]",
-            "WantedBy=multi-user.target",
-        ]
-    )
 
 
 def build_steps(stack: Stack, options: ProvisionOptions, facts: HostFacts | None = None) -> StepSet:

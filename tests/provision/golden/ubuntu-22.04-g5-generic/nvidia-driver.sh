@@ -2,6 +2,20 @@
 dlenv_driver_ok 580
 # apply
 # NVIDIA driver 580 (open kernel modules), nouveau kept away, persistence on.
+# A working driver of the pinned branch is kept as it is (AWS's Deep Learning AMIs ship one,
+# installed by NVIDIA's runfile): only persistence is turned on.
+if dlenv_driver_branch_works 580; then
+  dlenv_log "NVIDIA driver branch 580 is already installed and loaded: keeping it"
+  systemctl enable --now nvidia-persistenced >/dev/null 2>&1 || nvidia-smi -pm 1
+  nvidia-smi
+  exit 0
+fi
+# Another branch installed outside apt cannot be replaced safely by packages.
+other=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1 || true)
+if [ -n "$other" ] && ! dpkg -S "$(command -v nvidia-smi)" >/dev/null 2>&1; then
+  echo "NVIDIA driver $other was installed outside apt (NVIDIA's runfile, as on AWS's Deep Learning AMIs); dlenv pins branch 580 and will not install packages over it: use an image with branch 580, or keep this driver with --skip nvidia-driver" >&2
+  exit 1
+fi
 cat > /etc/modprobe.d/dlenv-blacklist-nouveau.conf <<'DLENV_EOF'
 blacklist nouveau
 options nouveau modeset=0
