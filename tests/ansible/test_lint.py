@@ -8,7 +8,6 @@ slow host tests.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -61,18 +60,31 @@ def test_playbook_syntax_from_the_repository_root() -> None:
     assert {"ca-bundle", "gpu", "always"} <= tags
 
 
-def _plugin(name: str):  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location(f"dlenv_ansible_{name}", PLUGINS / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _plugin_call(name: str, call: str):  # type: ignore[no-untyped-def]
+    """`call` on lookup plugin `name`, evaluated in a child process, returned through JSON.
+
+    The plugins import ansible, and importing ansible-core 2.19 patches `sys.intern` for the
+    whole process, which breaks torch.compile in every later test of the session: ansible never
+    loads into the pytest process.
+    """
+    code = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('plugin', {str(PLUGINS / f'{name}.py')!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        f"print(json.dumps({call}, default=str))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
 
 
 def test_stack_lookup_reads_the_manifest_dlenv_reads() -> None:
     stack = load_stack()
-    got = _plugin("dlenv_stack").load()
-    assert got["stack"] == stack.data
+    got = _plugin_call("dlenv_stack", "module.load()")
+    assert got["stack"] == json.loads(json.dumps(stack.data, default=str))
     assert got["fingerprint"] == stack.fingerprint
     assert Path(got["path"]) == stack.path
     assert Path(got["files_dir"]) == stack.path.parent / "files"
@@ -80,8 +92,12 @@ def test_stack_lookup_reads_the_manifest_dlenv_reads() -> None:
 
 def test_smoke_lookup_packs_the_archive_dlenv_sends() -> None:
     b64, digest = _smoke_payload()
-    got = _plugin("dlenv_smoke").payload(_plugin("dlenv_smoke").default_package_dir())
+    got = _plugin_call("dlenv_smoke", "module.payload(module.default_package_dir())")
     assert (got["b64"], got["digest"]) == (b64, digest)
+
+
+def test_ansible_never_loads_into_the_test_process() -> None:
+    assert not [m for m in sys.modules if m == "ansible" or m.startswith("ansible.")]
 
 
 def test_base_packages_are_dlenvs() -> None:
