@@ -23,19 +23,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def main() -> None:
     import moto.ec2.responses.general as general
-    from moto.server import ThreadedMotoServer
 
-    from awsfake import FAKE_ENV, console_with_host_keys, seed_ubuntu
+    from awsfake import console_with_host_keys, start_moto_server
     from docker_support import find_wheelhouse
     from harness import hosts
     from instancehost import wire
     from jupyter_ws import shutdown, start_kernel
 
-    os.environ.update(FAKE_ENV)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    url = "http://{}:{}".format(*server.get_host_and_port())
-    seed_ubuntu("us-east-1", endpoint_url=url)
+    server, url = start_moto_server()
     hosts.ensure_images()
     work = Path(tempfile.mkdtemp(prefix="dlenv-bench-"))
     host = hosts.start_host(work=work)

@@ -144,3 +144,21 @@ def console_with_host_keys(keys: list[str]) -> str:
         "[  OK  ] Started cloud-final.service\n-----BEGIN SSH HOST KEY KEYS-----\n"
         f"{lines}\n-----END SSH HOST KEY KEYS-----\n"
     )
+
+
+def start_moto_server():  # type: ignore[no-untyped-def]
+    """moto's server on a free local port, seeded with Ubuntu images: (server, endpoint URL).
+
+    For code under test that runs in a subprocess (the CLI); the fake credentials go into
+    this process's environment, which the subprocesses inherit.
+    """
+    import os
+
+    from moto.server import ThreadedMotoServer
+
+    os.environ.update(FAKE_ENV)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    url = "http://{}:{}".format(*server.get_host_and_port())
+    seed_ubuntu("us-east-1", endpoint_url=url)
+    return server, url

@@ -1,6 +1,6 @@
 """`dlenv ami bake`: builder instance -> provision -> clean + validate -> stop -> image.
 
-The builder is an ordinary dlenv environment (named `bake-XXXXXX`, tagged `dlenv:role`), so
+The builder is an ordinary dlenv environment (named `bake-` + 6 random hex digits, tagged `dlenv:role`), so
 `dlenv status` shows it while it exists and `dlenv down` could remove it by hand; the bake
 removes it (instance, security group, key pair, ssh entry) on success and on every failure, and
 deregisters a half-made image, so a failed bake leaves nothing that costs money.

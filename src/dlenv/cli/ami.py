@@ -40,7 +40,11 @@ def ami() -> None:
 @setting_option("--disk", setting="disk", type=int, help="Image root volume GB.", metavar="GB")
 @click.option("--spot/--on-demand", "spot", default=None, help="Build on a spot instance.")
 @click.option(
-    "--name", "builder", default=None, metavar="NAME", help="Builder name (default bake-XXXXXX)."
+    "--name",
+    "builder",
+    default=None,
+    metavar="NAME",
+    help="Builder name (default: bake- + 6 random hex digits).",
 )
 @stack_options
 @yes_option

@@ -62,13 +62,8 @@ def generate_local_key(path: Path, comment: str) -> str:
         .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
         .decode()
     )
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private)
-    os.replace(tmp, path)
     public_line = f"{public} {comment}"
-    path.with_suffix(".pub").write_text(public_line + "\n")
+    _write_private(path, private, public_line)
     return public_line
 
 
