@@ -70,7 +70,7 @@ def cli(moto_server, tmp_path) -> Cli:
         {
             "AWS_ENDPOINT_URL": moto_server,
             "HOME": str(tmp_path / "home"),
-            "DLENV_STATE_DIR": str(tmp_path / "state"),
+            "DLENV_STATE_DIR": str(tmp_path / "Application Support" / "dlenv"),
             "DLENV_CONFIG_DIR": str(tmp_path / "config"),
             "DLENV_ALLOW_CIDR": "203.0.113.9/32",
             "COLUMNS": "200",

@@ -75,3 +75,34 @@ class ProvisionError(DlenvError):
 
 class DockerError(DlenvError):
     """The Docker engine is missing, unreachable, or a build/run failed."""
+
+
+# -- SSH failures, told apart by type (never by message text) ---------------------------------
+class HostKeyUnknownError(SshError):
+    """The host presented a key that no trust store (dlenv's, the user's) knows."""
+
+
+class HostKeyChangedError(SshError):
+    """The host presented a key different from the one recorded for it (possible MITM)."""
+
+
+class SshAuthError(SshError):
+    """The server refused the login (wrong user, key not authorised)."""
+
+
+class SshUnreachableError(SshError):
+    """No SSH server answered (refused, no route, DNS, the ProxyCommand failed)."""
+
+
+class SshTimeoutError(SshError):
+    """SSH (or a command over it) did not finish in time."""
+
+
+# -- local state --------------------------------------------------------------------------------
+class StateFileError(DlenvError):
+    """A local state file (known_hosts, ssh config include, tunnel record, key, config) is
+    unreadable or malformed; the message names the file and the fix."""
+
+
+class LockedError(DlenvError):
+    """Another dlenv process holds the lock on an environment (or a shared state file)."""
