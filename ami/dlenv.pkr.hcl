@@ -167,7 +167,7 @@ source "amazon-ebs" "dlenv" {
 build {
   sources = ["source.amazon-ebs.dlenv"]
 
-  # 1. Upload the scripts directory (with its wheelhouse/ and installers/, if any).
+  # 1. Upload the scripts directory (with its wheelhouse/, installers/ and uploads/, if any).
   provisioner "shell" {
     inline = ["rm -rf ${local.remote}", "mkdir -p ${local.remote}"]
   }
@@ -177,7 +177,8 @@ build {
   }
 
   # 2. Check the scripts fit this image (rendered for its login user; wheels present when they
-  #    install from a wheelhouse), then move wheelhouse/ and installers/ where they expect them.
+  #    install from a wheelhouse), then move wheelhouse/, installers/ and uploads/ where they
+  #    expect them.
   provisioner "shell" {
     script           = "${path.root}/prepare.sh"
     environment_vars = ["DLENV_SCRIPTS=${local.remote}", "DLENV_LOGIN_USER=${local.base.user}"]

@@ -2,8 +2,9 @@
 # Runs on the builder (as root) after the scripts directory is uploaded, before provision.sh.
 #   DLENV_SCRIPTS     where the directory `dlenv ami script --out DIR` wrote was uploaded
 #   DLENV_LOGIN_USER  the image's login user (tag dlenv:user, the user `dlenv up` connects as)
-# Checks that the scripts fit this image, then moves a wheelhouse/ and installers/ shipped in
-# the directory to where the scripts expect them. Changes nothing when a check fails.
+# Checks that the scripts fit this image, then moves a wheelhouse/, installers/ and uploads/ (the
+# --ca-bundle as a file) shipped in the directory to where the scripts expect them. Changes
+# nothing when a check fails.
 set -euo pipefail
 cd "${DLENV_SCRIPTS:?}"
 login=${DLENV_LOGIN_USER:?}
@@ -24,8 +25,14 @@ if [ -n "$wheelhouse" ] && [ ! -d wheelhouse ] && [ ! -d "$wheelhouse" ]; then
     "DIR/wheelhouse next to provision.sh before \`packer build\`" >&2
   exit 1
 fi
+if grep -q 'dlenv-extra-ca.crt' provision.sh && [ ! -f uploads/dlenv-extra-ca.crt ] \
+    && [ ! -f "${root:?}/uploads/dlenv-extra-ca.crt" ]; then
+  echo "the scripts trust a --ca-bundle, but uploads/dlenv-extra-ca.crt is missing:" \
+    "upload the whole directory \`dlenv ami script --out DIR\` wrote" >&2
+  exit 1
+fi
 if [ "$(id -u)" != 0 ]; then echo 'run this script as root' >&2; exit 1; fi
-for d in wheelhouse installers; do
+for d in wheelhouse installers uploads; do
   if [ -d "$d" ]; then
     mkdir -p "${root:?}"
     rm -rf "${root:?}/$d"

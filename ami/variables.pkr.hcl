@@ -8,7 +8,7 @@
 variable "scripts" {
   type        = string
   default     = ""
-  description = "Directory written by `dlenv ami script --out DIR`: provision.sh, cleanup.sh, stack-fingerprint (plus wheelhouse/ or installers/ when the scripts expect them)."
+  description = "Directory written by `dlenv ami script --out DIR`: provision.sh, cleanup.sh, stack-fingerprint, uploads/ (plus wheelhouse/ or installers/ when the scripts expect them)."
 
   validation {
     condition     = fileexists("${var.scripts}/provision.sh") && fileexists("${var.scripts}/cleanup.sh") && fileexists("${var.scripts}/stack-fingerprint")

@@ -157,7 +157,7 @@ def bake(
 
 def _clean(target: Any, stack: Any, options: Any) -> str:
     from dlenv.provision.image import CHECKED, run_cleanup
-    from dlenv.remote.ssh import SshHost
+    from dlenv.ssh.session import SshHost
 
     host = SshHost(target).connect()
     try:

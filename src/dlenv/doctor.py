@@ -122,7 +122,10 @@ def _docker_check() -> Check:
 def _state_check() -> Check:
     from dlenv.paths import state_dir
 
-    path = state_dir()
+    try:
+        path = state_dir()
+    except DlenvError as exc:  # shared or foreign-owned: refused, never chmod-ed
+        return Check("state dir", "FAIL", f"{exc.message}: {exc.hint}")
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         return Check(
@@ -133,9 +136,37 @@ def _state_check() -> Check:
     return Check("state dir", "OK", str(path))
 
 
+def _keys_check() -> Check:
+    """dlenv's private keys: one that others can read is made 0600 here (OpenSSH would refuse
+    it at the worst moment); one that cannot be fixed (another user's) is a FAIL with the fix."""
+    from dlenv.cloud.keys import check_private_key
+    from dlenv.paths import keys_dir
+
+    try:
+        files = sorted(
+            p
+            for p in keys_dir().glob("dlenv-*")
+            if not p.name.endswith((".pub", ".tmp")) and not p.is_dir()
+        )
+    except DlenvError as exc:
+        return Check("private keys", "FAIL", f"{exc.message}: {exc.hint}")
+    fixed: list[str] = []
+    refused: list[str] = []
+    for path in files:
+        try:
+            check_private_key(path, fixed.append)
+        except DlenvError as exc:
+            refused.append(f"{exc.message}: {exc.hint}")
+    if refused:
+        return Check("private keys", "FAIL", "; ".join(refused + fixed))
+    if fixed:
+        return Check("private keys", "WARN", "; ".join(fixed))
+    return Check("private keys", "OK", f"{len(files)} in {keys_dir()}, each private (0600)")
+
+
 def run_checks(settings: Any, *, aws: bool = True) -> list[Check]:
     checks: list[Check] = []
-    runners: list[Callable[[], Any]] = [_state_check, _ssh_check, _docker_check]
+    runners: list[Callable[[], Any]] = [_state_check, _keys_check, _ssh_check, _docker_check]
     for fn in runners:
         checks.append(fn())
     if aws:

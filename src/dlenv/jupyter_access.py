@@ -1,6 +1,6 @@
 """`dlenv jupyter`: resolve the host, make sure it runs, fetch the token, open the tunnel.
 
-The CLI command is a thin layer over `open_jupyter`; tunnel mechanics live in `dlenv.tunnel`.
+The CLI command is a thin layer over `open_jupyter`; tunnel mechanics live in `dlenv.ssh.tunnel`.
 """
 
 from __future__ import annotations
@@ -8,11 +8,9 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from dataclasses import asdict
 from typing import Any
 
 from dlenv.config import Settings
-from dlenv.ssh_target import SshTarget
 from dlenv.terminal import Terminal
 
 
@@ -33,12 +31,15 @@ def open_jupyter(
     browser: bool = True,
     background: bool = False,
     yes: bool = False,
+    trust_new_host_key: bool = False,
 ) -> dict[str, Any]:
-    from dlenv import tunnel
+    from dlenv.ssh import tunnel
     from dlenv.targets import resolve_target
 
-    label, target = resolve_target(name, host, identity, settings, terminal, yes=yes)
-    for record in tunnel.open_tunnels():
+    label, target = resolve_target(
+        name, host, identity, settings, terminal, yes=yes, trust_new_host_key=trust_new_host_key
+    )
+    for record in tunnel.open_tunnels(terminal.warn):
         if record["name"] == label:
             terminal.info(f"a tunnel to {label} is already open (pid {record['pid']})")
             terminal.result(record["url"])
@@ -52,7 +53,7 @@ def open_jupyter(
         terminal.warn(f"local port {port} is in use; using {local} instead")
     url = f"http://127.0.0.1:{local}/lab?token={token}"
     spec = tunnel.TunnelSpec(
-        name=label, target=_plain(target), local_port=local, remote_port=jup.port, url=url
+        name=label, target=target, local_port=local, remote_port=jup.port, url=url
     )
     if background:
         record = tunnel.start_background(spec)
@@ -77,12 +78,4 @@ def open_jupyter(
         tunnel.supervise(spec, terminal.warn)
     except KeyboardInterrupt:
         terminal.info("tunnel closed")
-    return asdict(spec)
-
-
-def _plain(target: SshTarget) -> dict[str, Any]:
-    data = asdict(target)
-    for key in ("key_file", "known_hosts"):
-        if data.get(key) is not None:
-            data[key] = str(data[key])
-    return data
+    return {"name": label, "local_port": local, "url": url}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dlenv.config import Settings
@@ -20,7 +20,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
 
 
 def validate_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):  # match+$ accepted "x\n"
         raise UsageError(
             f"environment name {name!r} is not valid",
             "use 1-40 lowercase letters, digits and dashes, starting with a letter (e.g. mybox)",
@@ -113,17 +113,36 @@ def up(
     instance_explicit: bool = True,
     extra_tags: dict[str, str] | None = None,
 ) -> UpResult:
-    from dlenv.cloud import catalog, instances, keys, launch, network, quota
+    """Launch NAME, or resume it, under the environment's lock.
+
+    The lock makes two `up`s of one name on this machine take turns: the second finds the
+    first's instance. Across machines the launch id and the tag check after RunInstances do
+    (see `_launch`).
+    """
+    from dlenv.cloud import catalog, instances, keys, network
     from dlenv.cloud.session import from_settings
+    from dlenv.statefile import env_lock
 
     validate_name(name)
     itype = catalog.lookup(settings.instance, settings.region)  # before any AWS call
-    cidr = network.normalize_cidr(settings.allow_cidr) if settings.allow_cidr else None
+    cidr = network.resolve_ssh_cidr(  # validated before any AWS call; detected later
+        settings.allow_cidr,
+        None,
+        terminal.warn,
+        origin=settings.sources.get("allow_cidr", "--allow-cidr"),
+    )
     aws = from_settings(settings)
-    region = aws.region_name
 
-    existing = instances.find(aws, name)
-    if existing is not None:
+    with env_lock(name, say=terminal.info):
+        existing = next(
+            (e for e in instances.list_environments(aws, name) if e.state != "shutting-down"),
+            None,
+        )
+        if existing is None:
+            return _launch(aws, name, itype, cidr, settings, terminal, yes, wait_ssh, extra_tags)
+        key = keys.private_key_path(name)
+        if key.is_file():  # OpenSSH refuses a key others can read: fix it (one line) or refuse
+            keys.check_private_key(key, terminal.warn)
         with_env_choices(settings, existing.tags, terminal)
         if instance_explicit and existing.instance_type != itype.name:
             terminal.warn(
@@ -145,6 +164,28 @@ def up(
         target = ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=wait_ssh)
         return UpResult(env, "started", target)
 
+
+def _launch(
+    aws: Any,
+    name: str,
+    itype: Any,
+    cidr: str | None,
+    settings: Settings,
+    terminal: Terminal,
+    yes: bool,
+    wait_ssh: bool,
+    extra_tags: dict[str, str] | None,
+) -> UpResult:
+    """Create key pair, security group and instance for NAME, all tagged with one launch id.
+
+    Until the instance runs and has won any race for the name, every failure and every
+    interrupt (Ctrl-C, SIGTERM) rolls back what this launch created, found by its tag; the
+    last line then says exactly what remains. Once it runs, an interrupt keeps the environment
+    whole (instance, key, group) and says how to continue or remove it.
+    """
+    from dlenv.cloud import catalog, instances, keys, launch, network, quota
+
+    region = aws.region_name
     warning = catalog.torch_support_warning(itype)
     if warning:
         terminal.warn(warning)
@@ -155,7 +196,7 @@ def up(
         )
         image = choose_image(aws, settings, itype.arch, terminal)
         if cidr is None:
-            cidr = network.caller_cidr(settings.ip_check_url)
+            cidr = network.resolve_ssh_cidr(None, settings.ip_check_url, terminal.warn)
     market = "spot" if settings.spot else "on-demand"
     price = (
         f"{itype.price_per_hour:.3f} $/h ({itype.price_source})"
@@ -171,20 +212,18 @@ def up(
     if yes:
         terminal.info(question.rstrip("?"))
 
+    run = _LaunchRun(name, launch.new_launch_id(), keys.private_key_path(name).is_file())
     stack = stack_fingerprint()
     tags = _tags(name, settings.ssh_user or image.user, image.os, stack, settings)
     tags += [{"Key": k, "Value": v} for k, v in (extra_tags or {}).items()]
-    created: list[str] = []
+    tags.append({"Key": launch.TAG_LAUNCH, "Value": run.launch_id})
+    run.watch(aws)
     try:
         vpc = network.default_vpc(aws)
         subnets = network.default_subnets(aws, vpc)
         with terminal.phase("key pair and security group"):
-            key = keys.ensure_key_pair(aws, name, tags)
-            if key.created_in_ec2:
-                created.append("key")
-            sg, sg_created = network.ensure_group(aws, name, vpc, cidr, tags)
-            if sg_created:
-                created.append("sg")
+            key = keys.ensure_key_pair(aws, name, tags, say=terminal.warn)
+            sg, _ = network.ensure_group(aws, name, vpc, cidr, tags)
         root = _root_device(aws, image.id)
         spec = launch.LaunchSpec(
             env=name,
@@ -199,17 +238,315 @@ def up(
             spot_type=settings.spot_type,
             spot_fallback=settings.spot_fallback,
             tags=tags,
+            launch_id=run.launch_id,
         )
         with terminal.phase(f"launching {itype.name} ({market})"):
             inst = launch.run(aws, spec, zones, terminal.info)
-    except BaseException:
-        _rollback(aws, name, created, terminal)
+        mine = inst["InstanceId"]
+        _lose_if_not_first(aws, name, mine, inst.get("LaunchTime"))
+        with terminal.phase(f"waiting for {mine} to run"):
+            instances.wait(aws, "instance_running", mine)
+        _lose_if_not_first(aws, name, mine, inst.get("LaunchTime"))  # a same-second rival
+        env = next(e for e in instances.list_environments(aws, name) if e.instance_id == mine)
+    except launch.ConcurrentLaunchError as exc:
+        undone, finished = _rollback(aws, run, terminal)
+        what = (
+            f"launched {name} at the same time ({exc.winner})"
+            if exc.winner
+            else f"is launching {name} at the same time ({exc.what})"
+        )
+        left = "" if finished else "; rollback did not finish: " + _left_text(run)
+        raise DlenvError(
+            f"another dlenv {what}; this launch was undone: "
+            f"{', '.join(undone) or 'it had created nothing'}{left}",
+            f"`dlenv status {name}` shows the other launch's environment"
+            + ("" if finished else f"; `dlenv down {name}` removes what is left"),
+        ) from None
+    except BaseException as exc:
+        run.stop_watching()
+        if isinstance(exc, KeyboardInterrupt):
+            terminal.warn(
+                f"interrupted: undoing what this launch of {name} created "
+                f"(found by its tag {launch.TAG_LAUNCH}={run.launch_id}; Ctrl-C again to stop)"
+            )
+        undone, finished = _rollback(aws, run, terminal)
+        if undone:
+            terminal.note(f"rolled back: {', '.join(undone)}")
+        if undone or not finished or isinstance(exc, KeyboardInterrupt):
+            _say_remains(aws, name, terminal, run.believed_left, ask_aws=finished)
         raise
-    with terminal.phase(f"waiting for {inst['InstanceId']} to run"):
-        instances.wait(aws, "instance_running", inst["InstanceId"])
-    env = instances.get(aws, name)
-    target = ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=wait_ssh)
+    run.stop_watching()
+    try:
+        target = ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=wait_ssh)
+    except BaseException:  # the environment is whole: keep it, say what is there
+        _say_remains(aws, name, terminal, run.believed_left, kept=True)
+        raise
     return UpResult(env, "launched", target)
+
+
+def _lose_if_not_first(aws: Any, name: str, mine: str, launch_time: Any) -> None:
+    """Raise ConcurrentLaunchError when another launch's instance keeps the name, not ours."""
+    from dlenv.cloud import launch
+
+    winner = launch.contest_winner(aws, name, mine, launch_time)
+    if winner is not None:
+        raise launch.ConcurrentLaunchError(name, f"its instance is {winner}", winner=winner)
+
+
+# The create calls of a launch, and what each creates (for an interrupt while one is in flight).
+_CREATES = {
+    "ImportKeyPair": "key pair",
+    "CreateSecurityGroup": "security group",
+    "RunInstances": "instance",
+}
+_SETTLE_S = 10.0
+"""How long an interrupted create call may take to show up in AWS's answers."""
+
+
+@dataclass
+class _LaunchRun:
+    """One launch attempt as this process saw it: its id, and which AWS calls it made.
+
+    The rollback goes by tags, not by this; this is only the fallback for saying what may
+    remain when the rollback itself is interrupted before it could ask AWS.
+    """
+
+    name: str
+    launch_id: str
+    local_key_existed: bool
+    in_flight: str | None = None
+    """The EC2 call whose answer had not arrived (when the interrupt came)."""
+    confirmed: dict[str, str] = field(default_factory=dict)
+    """kind -> id of what AWS confirmed creating."""
+    found: Any = None
+    """The launch's footprint, once the rollback asked AWS for it."""
+    terminating: set[str] = field(default_factory=set)
+    """Instance ids whose termination the rollback requested."""
+    gone: set[str] = field(default_factory=set)
+    """Labels the rollback removed."""
+    _unregister: Any = None
+
+    def watch(self, aws: Any) -> None:
+        """Follow every EC2 call (botocore events) to know what is in flight and confirmed."""
+        events = aws.ec2.meta.events
+        uid = f"dlenv-launch-{self.launch_id}"
+
+        def before(model: Any, **_: Any) -> None:
+            self.in_flight = model.name
+
+        def after(model: Any, http_response: Any, parsed: Any, **_: Any) -> None:
+            self.in_flight = None
+            if getattr(http_response, "status_code", 500) >= 300:
+                return
+            if model.name == "ImportKeyPair":
+                self.confirmed["key pair"] = parsed.get("KeyName", "")
+            elif model.name == "CreateSecurityGroup":
+                self.confirmed["security group"] = parsed.get("GroupId", "")
+            elif model.name == "RunInstances":
+                self.confirmed["instance"] = parsed["Instances"][0]["InstanceId"]
+
+        events.register("before-call.ec2", before, unique_id=uid + "-before")
+        events.register("after-call.ec2", after, unique_id=uid + "-after")
+
+        def unregister() -> None:
+            events.unregister("before-call.ec2", unique_id=uid + "-before")
+            events.unregister("after-call.ec2", unique_id=uid + "-after")
+
+        self._unregister = unregister
+
+    def stop_watching(self) -> None:
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
+
+    def local_key_created(self) -> bool:
+        return not self.local_key_existed and _local_key(self.name) is not None
+
+    def believed_left(self) -> list[str]:
+        """What may remain, from what this process saw (when AWS could not be asked)."""
+        left: list[str] = []
+        if self.found is not None:
+            for e in self.found.instances:
+                if e.instance_id in self.gone:
+                    continue
+                state = "termination requested" if e.instance_id in self.terminating else e.state
+                left.append(f"instance {e.instance_id} ({state})")
+            if self.found.key_pair and "key pair" not in self.gone:
+                left.append(f"key pair {self.found.key_pair}")
+            if self.found.security_group and "security group" not in self.gone:
+                left.append(f"security group {self.found.security_group}")
+        else:
+            left = [f"{kind} {ident}" for kind, ident in self.confirmed.items()]
+            pending = _CREATES.get(self.in_flight or "")
+            if pending and pending not in self.confirmed:
+                left.append(f"possibly a {pending} (its {self.in_flight} was interrupted)")
+        if self.local_key_created() and "local key" not in self.gone:
+            left.append(f"private key {_local_key(self.name)}")
+        return left
+
+
+def _local_key(name: str) -> Any:
+    """NAME's private key file when it is there; None also when the key dir is unusable
+    (this only feeds the "what remains" line, which must never fail itself)."""
+    from dlenv.cloud.keys import private_key_path
+
+    try:
+        path = private_key_path(name)
+        return path if path.is_file() else None
+    except (DlenvError, OSError):
+        return None
+
+
+def _left_text(run: _LaunchRun) -> str:
+    return ", ".join(run.believed_left()) or "nothing"
+
+
+def _rollback(aws: Any, run: _LaunchRun, terminal: Terminal) -> tuple[list[str], bool]:
+    """Undo what this launch created, found in AWS by its launch tag: (what was undone, done?).
+
+    Order keeps the environment consistent at every step: the instance goes first (waiting
+    until it is terminated), then the key pair and the local key (never while an instance of
+    ours still holds them), then the group once no instance holds it. Another launch's
+    instance (a race winner) keeps the key pair and group it uses. A second interrupt stops
+    the rollback; the caller then says what may remain.
+    """
+    from dlenv.cloud import instances, keys, launch
+    from dlenv.cloud.aws_errors import translated
+
+    name = run.name
+    in_flight = run.in_flight
+    run.stop_watching()
+    undone: list[str] = []
+    try:
+        run.found = found = _find_own(aws, run, in_flight, terminal)
+        own = {e.instance_id for e in found.instances}
+        others = [
+            e
+            for e in instances.list_environments(aws, name)
+            if e.instance_id not in own and e.state not in launch.DEAD_STATES
+        ]
+        if found.instances:
+            ids = sorted(own)
+            with terminal.phase(f"terminating {', '.join(ids)} (created by this launch)"):
+                with translated(region=aws.region_name):
+                    spot = [e.spot_request_id for e in found.instances if e.spot_request_id]
+                    if spot:  # a persistent request would launch it again
+                        aws.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=spot)
+                    run.terminating.update(ids)
+                    aws.ec2.terminate_instances(InstanceIds=ids)
+                for ident in ids:
+                    instances.wait(aws, "instance_terminated", ident, timeout=300)
+            for e in found.instances:
+                run.gone.add(e.instance_id)
+                undone.append(f"terminated {e.instance_id}")
+        users = [e.instance_id for e in others if e.key_name == keys.key_name(name)]
+        key_kept = False
+        if found.key_pair:
+            if users:
+                key_kept = True
+                terminal.note(f"kept key pair {found.key_pair}: {users[0]} uses it")
+            else:
+                keys.delete_key_pair(aws, name, keep_local=True)
+                run.gone.add("key pair")
+                undone.append(f"deleted key pair {found.key_pair}")
+        if run.local_key_created() and not key_kept:
+            path = keys.private_key_path(name)
+            keys.delete_local_key(name)
+            run.gone.add("local key")
+            undone.append(f"deleted the local key {path}")
+        if found.security_group:
+            users = [e.instance_id for e in others if found.security_group in e.security_groups]
+            if users:
+                terminal.note(f"kept security group {found.security_group}: {users[0]} uses it")
+            else:
+                _delete_group_when_free(aws, name, group_id=found.security_group)
+                run.gone.add("security group")
+                undone.append(f"deleted security group {found.security_group}")
+    except KeyboardInterrupt:
+        terminal.warn(f"rollback of {name} interrupted")
+        return undone, False
+    except Exception as exc:  # report; the caller says what is left
+        text = exc.one_line() if isinstance(exc, DlenvError) else f"{type(exc).__name__}: {exc}"
+        terminal.warn(f"rollback of {name} stopped: {text}")
+        return undone, False
+    return undone, True
+
+
+def _find_own(aws: Any, run: _LaunchRun, in_flight: str | None, terminal: Terminal) -> Any:
+    """This launch's footprint by its tag, waiting a bounded time for an interrupted create.
+
+    A create call whose answer never arrived may still have been carried out (and AWS's lists
+    lag a little): until it shows up, or _SETTLE_S pass, the footprint is asked for again.
+    """
+    from dlenv.cloud import launch
+
+    expected = set(run.confirmed)
+    if in_flight in _CREATES:
+        expected.add(_CREATES[in_flight])
+    deadline = time.monotonic() + _SETTLE_S
+    announced = False
+    while True:
+        found = launch.footprint(aws, run.name, run.launch_id)
+        missing = [k for k in expected if not found.has(k)]
+        if not missing or time.monotonic() >= deadline:
+            return found
+        if not announced:
+            terminal.info(
+                f"checking whether the interrupted {', '.join(sorted(missing))} reached AWS "
+                f"(up to {_SETTLE_S:.0f}s)"
+            )
+            announced = True
+        time.sleep(1)
+
+
+def _say_remains(
+    aws: Any,
+    name: str,
+    terminal: Terminal,
+    believed: Any,
+    *,
+    ask_aws: bool = True,
+    kept: bool = False,
+) -> None:
+    """One line with exactly what is left of NAME in AWS and on disk, and the command for it.
+
+    Asks AWS (by name) when `ask_aws`; after a second interrupt (or when asking fails or is
+    interrupted) AWS is not asked (again) and `believed()`, what this process knows, is said.
+    """
+    items: list[str] | None = None
+    if ask_aws:
+        try:
+            items = _remains(aws, name)
+        except (KeyboardInterrupt, Exception):
+            terminal.warn(f"could not ask AWS what is left of {name}; from what this dlenv saw:")
+    if items is None:
+        items = believed()
+    if not items:
+        terminal.info("remains: nothing")
+        return
+    fix = (
+        f"`dlenv up {name}` continues, `dlenv down {name}` removes it"
+        if kept
+        else f"`dlenv down {name}` removes it"
+    )
+    terminal.warn(f"remains: {', '.join(items)}; {fix}")
+
+
+def _remains(aws: Any, name: str) -> list[str]:
+    """Everything of NAME: its AWS resources, the local private key and ssh config entry."""
+    from dlenv.cloud import launch
+    from dlenv.ssh import config as sshconfig
+
+    items = launch.footprint(aws, name).items()
+    path = _local_key(name)
+    if path is not None:
+        items.append(f"private key {path}")
+    try:
+        if sshconfig.has_entry(name):
+            items.append(f"ssh config entry dlenv-{name}")
+    except (DlenvError, OSError, ValueError):
+        pass
+    return items
 
 
 BAKEABLE = ("ubuntu-24.04", "ubuntu-22.04", "debian-12", "dlami", "dlami-24.04")
@@ -242,37 +579,17 @@ def _root_device(aws: Any, image_id: str) -> str:
     return (images[0].get("RootDeviceName") if images else None) or "/dev/sda1"
 
 
-def _rollback(aws: Any, name: str, created: list[str], terminal: Terminal) -> None:
-    """Undo what this `up` created before the launch failed, so nothing is left half-made."""
-    from dlenv.cloud import keys, network
-
-    for what in reversed(created):
-        try:
-            if what == "sg":
-                network.delete_group(aws, name)
-            elif what == "key":
-                keys.delete_key_pair(aws, name)
-        except Exception as exc:  # report, keep rolling back the rest
-            terminal.warn(
-                f"could not roll back {what} of {name}: {exc}; `dlenv down {name}` removes it"
-            )
-    if created:
-        terminal.note(f"rolled back: {', '.join(created)}")
-
-
 def _target(name: str, env: Any, settings: Settings) -> Any:
     from dlenv.cloud.keys import private_key_path
-    from dlenv.ssh_target import SshTarget
-    from dlenv.sshconfig import known_hosts_path
+    from dlenv.ssh.target import environment_target
 
-    return SshTarget(
+    return environment_target(
+        name,
         host=env.public_ip or env.private_ip,
-        user=settings.ssh_user or env.user,
+        tag_user=env.user,
+        ssh_user=settings.ssh_user,
         key_file=private_key_path(name),
-        known_hosts=known_hosts_path(),
         proxy_command=settings.ssh_proxy_command,
-        name=name,
-        host_key_alias=f"dlenv-{name}",
     )
 
 
@@ -280,11 +597,12 @@ def ready_for_ssh(
     aws: Any, name: str, env: Any, settings: Settings, terminal: Terminal, *, wait_ssh: bool
 ) -> Any:
     """Write the ssh config entry and, unless told not to, wait until SSH login works."""
-    from dlenv import sshconfig, sshwait
     from dlenv.cloud.hostkeys import console_host_keys, console_tail
+    from dlenv.ssh import config as ssh_config
+    from dlenv.ssh import wait as sshwait
 
     target = _target(name, env, settings)
-    sshconfig.write_entry(name, target)
+    ssh_config.write_entry(name, target)
     if not wait_ssh:
         return target
     from dlenv.cloud.keys import require_private_key
@@ -311,11 +629,11 @@ def target_of_running(name: str, settings: Settings, terminal: Terminal) -> Any:
     The first time this machine talks to it (after `up --no-provision`, or when another machine
     launched it) the keys are read from the instance console, exactly as `up` does.
     """
-    from dlenv import sshconfig
     from dlenv.cloud import instances
     from dlenv.cloud.session import from_settings
+    from dlenv.ssh.known_hosts import has_keys
 
-    if sshconfig.known_keys(f"dlenv-{name}"):
+    if has_keys(f"dlenv-{name}"):
         return instances.ssh_target_for(name, settings)
     aws = from_settings(settings)
     env = instances.get(aws, name)
@@ -325,11 +643,19 @@ def target_of_running(name: str, settings: Settings, terminal: Terminal) -> Any:
 
 
 def stop(name: str, settings: Settings, terminal: Terminal) -> Any:
-    from dlenv.cloud import instances
-    from dlenv.cloud.aws_errors import translated
+    """Stop NAME under the environment's lock."""
     from dlenv.cloud.session import from_settings
+    from dlenv.statefile import env_lock
 
     aws = from_settings(settings)
+    with env_lock(name, say=terminal.info):
+        return _stop(aws, name, terminal)
+
+
+def _stop(aws: Any, name: str, terminal: Terminal) -> Any:
+    from dlenv.cloud import instances
+    from dlenv.cloud.aws_errors import translated
+
     env = instances.get(aws, name)
     if env.state in {"stopped", "stopping"}:
         terminal.info(f"{name} is already {env.state}")
@@ -347,12 +673,20 @@ def stop(name: str, settings: Settings, terminal: Terminal) -> Any:
 
 
 def start(name: str, settings: Settings, terminal: Terminal) -> Any:
-    from dlenv import sshconfig
-    from dlenv.cloud import instances
-    from dlenv.cloud.aws_errors import translated
+    """Start NAME under the environment's lock (re-entered when `up` starts a stopped one)."""
     from dlenv.cloud.session import from_settings
+    from dlenv.statefile import env_lock
 
     aws = from_settings(settings)
+    with env_lock(name, say=terminal.info):
+        return _start(aws, name, settings, terminal)
+
+
+def _start(aws: Any, name: str, settings: Settings, terminal: Terminal) -> Any:
+    from dlenv.cloud import instances
+    from dlenv.cloud.aws_errors import translated
+    from dlenv.ssh import config as sshconfig
+
     env = instances.get(aws, name)
     if env.state == "running":
         terminal.info(f"{name} is already running")
@@ -375,48 +709,187 @@ class DownResult:
     security_group: bool
     key_pair: bool
     ssh_entry: bool
+    instances: list[str] = field(default_factory=list)
+    """Every instance terminated (more than one only after a race for the name)."""
+    local_key: bool = False
+    warnings: list[str] = field(default_factory=list)
+    """Local clean-up steps that failed (a corrupt file), each already said in one line."""
 
 
 def down(
     name: str, settings: Settings, terminal: Terminal, *, keep_key: bool = False
 ) -> DownResult:
-    from dlenv import sshconfig
-    from dlenv.cloud import instances, keys, network
-    from dlenv.cloud.aws_errors import translated
+    """Remove everything of NAME: instances, group, key pair, local key, ssh entries.
+
+    Runs under the environment's lock (an `up` of NAME in progress finishes first). AWS goes
+    first; each local step is separate, so a corrupt known_hosts or include costs one warning
+    line naming the file, never the rest of the job. The ssh config entry goes last: while
+    anything is left, a rerun still finds NAME and finishes. An interrupt says what remains.
+    """
     from dlenv.cloud.session import from_settings
+    from dlenv.statefile import env_lock
 
     validate_name(name)
     aws = from_settings(settings)
-    env = instances.find(aws, name)
-    has_sg = network.find_group(aws, name) is not None
-    has_key = keys.ec2_key_exists(aws, keys.key_name(name))
-    if env is None and not has_sg and not has_key and not sshconfig.has_entry(name):
+    with env_lock(name, say=terminal.info):
+        seen: dict[str, Any] = {"footprint": None, "done": set()}
+        try:
+            return _down(aws, name, terminal, keep_key, seen)
+        except KeyboardInterrupt:
+            _say_remains(aws, name, terminal, lambda: _down_believed(name, seen))
+            raise
+
+
+def _down(
+    aws: Any, name: str, terminal: Terminal, keep_key: bool, seen: dict[str, Any]
+) -> DownResult:
+    from dlenv.cloud import instances, keys, launch
+    from dlenv.cloud.aws_errors import translated
+    from dlenv.ssh import config as sshconfig
+    from dlenv.ssh import known_hosts
+
+    warnings: list[str] = []
+
+    def warn(line: str) -> None:
+        terminal.warn(line)
+        warnings.append(line)
+
+    seen["footprint"] = found = launch.footprint(aws, name)
+    done: set[str] = seen["done"]
+    entry = _local_step(
+        terminal,
+        warnings,
+        "read the ssh config include",
+        sshconfig.include_path,
+        lambda: sshconfig.has_entry(name),
+    )
+    seen["entry"] = bool(entry)
+    if not (found.instances or found.key_pair or found.security_group or entry):
         raise NotFoundError(
             f"no environment named {name!r} in {aws.region_name}",
             "`dlenv status` lists your environments (check --region)",
         )
-    instance_id = None
-    if env is not None:
-        instance_id = env.instance_id
-        with terminal.phase(f"terminating {name} ({env.instance_id})"):
+    ids = [e.instance_id for e in found.instances]
+    if ids:
+        with terminal.phase(f"terminating {name} ({', '.join(ids)})"):
             with translated(region=aws.region_name):
-                if env.spot_request_id:  # a persistent request would relaunch it otherwise
-                    aws.ec2.cancel_spot_instance_requests(
-                        SpotInstanceRequestIds=[env.spot_request_id]
-                    )
-                aws.ec2.terminate_instances(InstanceIds=[env.instance_id])
-            instances.wait(aws, "instance_terminated", env.instance_id)
-    sshconfig.remove_host(f"dlenv-{name}")
-    sg_deleted = _delete_group_when_free(aws, name) if has_sg else False
-    key_deleted = False
-    if has_key and not keep_key:
-        key_deleted = keys.delete_key_pair(aws, name)
-    entry = sshconfig.remove_entry(name)
-    return DownResult(instance_id, sg_deleted, key_deleted, entry)
+                spot = [e.spot_request_id for e in found.instances if e.spot_request_id]
+                if spot:  # a persistent request would relaunch it otherwise
+                    aws.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=spot)
+                seen["terminating"] = set(ids)
+                aws.ec2.terminate_instances(InstanceIds=ids)
+            for ident in ids:
+                instances.wait(aws, "instance_terminated", ident)
+                done.add(ident)
+    sg_deleted = False
+    if found.security_group:
+        sg_deleted = _delete_group_when_free(aws, name, group_id=found.security_group)
+        done.add("security group")
+    key_deleted = local_deleted = False
+    if found.key_pair and not keep_key:
+        # the local key first: an interrupt between the two leaves the EC2 key pair, which a
+        # rerun finds (a local key alone might serve NAME in another region: never touched)
+        local_deleted = bool(
+            _local_step(
+                terminal,
+                warnings,
+                "delete the private key",
+                lambda: keys.private_key_path(name),
+                lambda: keys.delete_local_key(name),
+            )
+        )
+        done.add("local key")
+        key_deleted = keys.delete_key_pair(aws, name, keep_local=True)
+        done.add("key pair")
+    _local_step(
+        terminal,
+        warnings,
+        f"remove dlenv-{name} from known_hosts",
+        known_hosts.dlenv_known_hosts,
+        lambda: known_hosts.remove_host(f"dlenv-{name}"),
+    )
+    removed_entry = bool(
+        _local_step(
+            terminal,
+            warnings,
+            f"remove Host dlenv-{name} from the ssh config include",
+            sshconfig.include_path,
+            lambda: sshconfig.remove_entry(name, warn=warn),
+        )
+    )
+    done.add("entry")
+    return DownResult(
+        ids[0] if ids else None,
+        sg_deleted,
+        key_deleted,
+        removed_entry,
+        instances=ids,
+        local_key=local_deleted,
+        warnings=warnings,
+    )
 
 
-def _delete_group_when_free(aws: Any, name: str, timeout: float = 180) -> bool:
-    """Delete the SG, retrying while EC2 still reports the terminated instance's ENI on it."""
+def _local_step(terminal: Terminal, warnings: list[str], what: str, path: Any, step: Any) -> Any:
+    """Run one local clean-up step; a bad file becomes one warning line naming it, not a stop.
+
+    Returns the step's value, or None when it failed.
+    """
+    from dlenv.errors import StateFileError
+
+    try:
+        return step()
+    except StateFileError as exc:
+        reason = exc.one_line()
+        fix = exc.hint or "fix or remove that file"
+    except (OSError, ValueError) as exc:  # ValueError: UnicodeDecodeError of a corrupt file
+        try:
+            where = str(path())
+        except Exception:
+            where = "its file"
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        reason = f"{where}: {detail}"
+        fix = f"fix or remove {where}"
+    line = f"could not {what} ({reason}); {fix}"
+    terminal.warn(line)
+    warnings.append(line)
+    return None
+
+
+def _down_believed(name: str, seen: dict[str, Any]) -> list[str]:
+    """What may remain after an interrupted `down`, from what it had found and done."""
+    found, done = seen["footprint"], seen["done"]
+    if found is None:
+        return [f"everything of {name} (the interrupt came before AWS answered)"]
+    left = [
+        f"instance {e.instance_id} "
+        + (
+            "(termination requested)"
+            if e.instance_id in seen.get("terminating", ())
+            else f"({e.state})"
+        )
+        for e in found.instances
+        if e.instance_id not in done
+    ]
+    if found.security_group and "security group" not in done:
+        left.append(f"security group {found.security_group}")
+    if found.key_pair and "key pair" not in done:
+        left.append(f"key pair {found.key_pair}")
+    path = _local_key(name)
+    if path is not None and "local key" not in done:
+        left.append(f"private key {path}")
+    if seen.get("entry") and "entry" not in done:
+        left.append(f"ssh config entry dlenv-{name}")
+    return left
+
+
+def _delete_group_when_free(
+    aws: Any, name: str, timeout: float = 180, *, group_id: str | None = None
+) -> bool:
+    """Delete the SG, retrying while EC2 still reports the terminated instance's ENI on it.
+
+    Bounded by `timeout`: after that the DependencyViolation is raised (the caller says the
+    group remains, and `dlenv down` removes it later).
+    """
     import botocore.exceptions
 
     from dlenv.cloud import network
@@ -425,7 +898,7 @@ def _delete_group_when_free(aws: Any, name: str, timeout: float = 180) -> bool:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return network.delete_group(aws, name)
+            return network.delete_group(aws, name, group_id)
         except DlenvError as exc:
             cause = exc.__cause__
             if (
@@ -439,7 +912,7 @@ def _delete_group_when_free(aws: Any, name: str, timeout: float = 180) -> bool:
             time.sleep(5)
 
 
-def allow_ip(name: str, settings: Settings) -> str:
+def allow_ip(name: str, settings: Settings, terminal: Terminal | None = None) -> str:
     """Make the environment's security group allow SSH from the caller's current address only."""
     from dlenv.cloud import instances, network
     from dlenv.cloud.aws_errors import translated
@@ -453,10 +926,11 @@ def allow_ip(name: str, settings: Settings) -> str:
             f"{name} has no dlenv security group",
             f"`dlenv down {name}` and `dlenv up {name}` recreate it",
         )
-    cidr = (
-        network.normalize_cidr(settings.allow_cidr)
-        if settings.allow_cidr
-        else network.caller_cidr(settings.ip_check_url)
+    cidr = network.resolve_ssh_cidr(
+        settings.allow_cidr,
+        settings.ip_check_url,
+        (terminal or Terminal()).warn,
+        origin=settings.sources.get("allow_cidr", "--allow-cidr"),
     )
     with translated(region=aws.region_name):
         network.set_ssh_cidr(aws, group["GroupId"], cidr, group)

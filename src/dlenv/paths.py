@@ -29,10 +29,7 @@ def state_dir() -> Path:
         path = user_state_path("dlenv", appauthor=False)
     if not path.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir(mode=0o700)
-        except FileExistsError:
-            pass
+        path.mkdir(mode=0o700, exist_ok=True)
     check_private_dir(path, "dlenv's state directory")
     return path
 

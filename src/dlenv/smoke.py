@@ -10,7 +10,6 @@ job's own: 0 passed on GPU, 10 passed but no usable GPU (CPU only), 1 failed.
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 from pathlib import Path
 
@@ -92,11 +91,12 @@ def remote_command(python_path: str, args: list[str], remote_dir: str = REMOTE_D
 
     `remote_dir` (relative paths are from the login home) must hold `package_files()`.
     """
-    pythonpath = shlex.quote(remote_dir)
-    return (
-        f"cd ~ && PYTHONPATH={pythonpath}${{PYTHONPATH:+:$PYTHONPATH}} "
-        f"exec {shlex.quote(python_path)} -m dlenv_smoke " + " ".join(shlex.quote(a) for a in args)
-    ).rstrip()
+    from dlenv.ssh.command import join, quote
+
+    # `~` and the PYTHONPATH expansion are the only unquoted parts: every value is one word.
+    return f"cd ~ && PYTHONPATH={quote(remote_dir)}${{PYTHONPATH:+:$PYTHONPATH}} exec " + join(
+        [python_path, "-m", "dlenv_smoke", *args]
+    )
 
 
 def run_remote(target, args: list[str], name_hint: str) -> int:
@@ -104,14 +104,11 @@ def run_remote(target, args: list[str], name_hint: str) -> int:
 
     Uses the same verified ssh options as the tunnel; returns the job's exit code.
     """
-    import shlex
-
     from dlenv.errors import DlenvError
-    from dlenv.tunnel import _ssh_failure, ssh_binary, ssh_options
+    from dlenv.ssh.command import join
+    from dlenv.ssh.openssh import classify, ssh_binary, ssh_options
 
-    remote = "command -v dlenv-smoke >/dev/null || exit 127; exec dlenv-smoke " + " ".join(
-        shlex.quote(a) for a in args
-    )
+    remote = "command -v dlenv-smoke >/dev/null || exit 127; exec " + join(["dlenv-smoke", *args])
     proc = subprocess.run(
         [ssh_binary(), *ssh_options(target), remote],
         stdin=subprocess.DEVNULL,
@@ -124,7 +121,7 @@ def run_remote(target, args: list[str], name_hint: str) -> int:
 
         sys.stderr.write(proc.stderr)
     if proc.returncode == 255:
-        raise _ssh_failure(target, proc.stderr or "")
+        raise classify(target, proc.stderr or "")
     if proc.returncode == 127:
         raise DlenvError(
             f"the smoke test is not installed on {target.label}",

@@ -214,4 +214,3 @@ def file_lock(path: Path, *, timeout: float | None = 60) -> Any:
         timeout=timeout,
         hint=f"another dlenv is writing {path}; retry in a moment",
     )
-

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dlenv.config import Settings
 from dlenv.errors import UsageError
-from dlenv.ssh_target import SshTarget
+from dlenv.ssh.target import SshTarget, from_host_flag
 from dlenv.terminal import Terminal
 
 
@@ -20,15 +20,23 @@ def resolve_target(
     terminal: Terminal,
     *,
     yes: bool,
+    trust_new_host_key: bool = False,
 ) -> tuple[str, SshTarget]:
-    """(display name, SshTarget); a stopped environment is started after confirmation."""
+    """(display name, SshTarget); a stopped environment is started after confirmation.
+
+    A `--host` box's key is checked here, by dlenv's one host-key policy, before any OpenSSH
+    call (asked about on a terminal, recorded with `trust_new_host_key`, else refused).
+    """
     if bool(name) == bool(host):
         raise UsageError(
             "give an environment NAME or --host USER@HOST (one of them)",
             "e.g. `dlenv jupyter mybox` or `dlenv jupyter --host ubuntu@10.0.0.5 -i key`",
         )
     if host:
-        target = SshTarget.parse(host, key_file=identity, proxy_command=settings.ssh_proxy_command)
+        from dlenv.ssh.openssh import prepare
+
+        target = from_host_flag(host, identity, settings.ssh_proxy_command)
+        prepare(target, trust_new=trust_new_host_key, say=terminal.info)
         return target.label, target
     from dlenv import lifecycle
     from dlenv.cloud import instances

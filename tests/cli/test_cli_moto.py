@@ -34,7 +34,7 @@ def test_lifecycle_journey(cli):
 
     ssh_config = (cli.home / ".ssh" / "config").read_text()
     assert "Include " in ssh_config
-    include = ssh_config.split("Include ", 1)[1].split("\n", 1)[0]
+    include = ssh_config.split("Include ", 1)[1].split("\n", 1)[0].strip('"')  # quoted: a space
     assert "Host dlenv-journey" in Path(include).read_text()
 
     assert cli("stop", "journey").code == 0

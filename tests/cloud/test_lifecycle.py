@@ -195,7 +195,7 @@ def test_type_not_offered_in_region_names_regions(aws, settings, terminal):
 
 def test_down_removes_everything_and_twice_is_an_error(aws, settings, terminal):
     lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
-    from dlenv import sshconfig
+    from dlenv.ssh import config as sshconfig
 
     assert sshconfig.has_entry("box")
     result = lifecycle.down("box", settings, terminal)
@@ -223,19 +223,20 @@ def test_down_keep_key(aws, settings, terminal):
 
 
 def test_host_keys_survive_the_ip_change_of_a_restart(aws, settings, terminal):
-    from dlenv import sshconfig
+    from dlenv.ssh import config as sshconfig
+    from dlenv.ssh import known_hosts
 
     env = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False).env
-    sshconfig.add_host_keys("dlenv-box", ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTest"])
+    known_hosts.add_host_keys("dlenv-box", ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTest"])
     lifecycle.stop("box", settings, terminal)
     env2 = lifecycle.start("box", settings, terminal)
     entry = sshconfig.include_path().read_text()
     assert f"HostName {env2.public_ip}" in entry and "HostKeyAlias dlenv-box" in entry
-    assert sshconfig.known_keys("dlenv-box") == [
+    assert known_hosts.known_keys("dlenv-box") == [
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTest"
     ]
     lifecycle.down("box", settings, terminal)
-    assert sshconfig.known_keys("dlenv-box") == []
+    assert known_hosts.known_keys("dlenv-box") == []
     assert env.instance_id == env2.instance_id
 
 

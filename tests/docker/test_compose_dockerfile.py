@@ -108,6 +108,11 @@ def test_dockerfile_layer_order_and_runtime_settings():
         < index("FROM system AS runtime")
     )
     assert sum(ln.startswith("COPY wheelhouse") for ln in lines) == 1
+    # files the steps read (the --ca-bundle) are there before system.sh runs, gone after it
+    assert index("COPY uploads/ /opt/dlenv/uploads/") < index("RUN set -eu;")
+    assert (
+        "rm -rf /var/lib/apt/lists/* /tmp/dlenv /tmp/.dlenv-apt-updated /opt/dlenv/uploads" in text
+    )
     assert index("COPY --from=builder") > index("FROM system AS runtime")
     # variants: CPU asks the NVIDIA runtime for nothing; GPU (the last, default target) does
     assert lines[index("FROM runtime AS cpu") + 1] == "FROM runtime AS gpu"
@@ -134,8 +139,10 @@ def test_gpu_context_renders_cuda_torch(tmp_path):
         "stack.sh",
         "stack.toml",
         "system.sh",
+        "uploads",
         "wheelhouse",
     ]
+    assert sorted(p.name for p in (ctx.path / "uploads").iterdir()) == [".keep"]
     stack_sh = (ctx.path / "stack.sh").read_text()
     assert f"({stack.get('torch.cuda_variant')} build)" in stack_sh
     assert "--constraint" in stack_sh  # torchvision/jupyterlab may never replace that torch

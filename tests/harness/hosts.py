@@ -126,7 +126,7 @@ class TestHost:
         return f"{USER}@127.0.0.1:{self.port}"
 
     def target(self, *, known: bool = True, name: str | None = None):  # type: ignore[no-untyped-def]
-        from dlenv.ssh_target import SshTarget
+        from dlenv.ssh.target import SshTarget
 
         return SshTarget(
             host="127.0.0.1",

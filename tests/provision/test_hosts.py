@@ -23,7 +23,7 @@ import pytest
 from dlenv.errors import ProvisionError, SshError
 from dlenv.provision.options import ProvisionOptions
 from dlenv.provision.runner import provision
-from dlenv.remote.ssh import SshHost
+from dlenv.ssh.session import SshHost
 from dlenv.terminal import Terminal
 
 pytestmark = [pytest.mark.docker, pytest.mark.hosts, pytest.mark.slow]

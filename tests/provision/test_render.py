@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from dlenv.errors import UsageError
 from dlenv.provision.manifest import load_stack
 from dlenv.provision.options import ProvisionOptions
-from dlenv.provision.render import render_script
+from dlenv.provision.render import render_script, write_uploads
 from dlenv.provision.steps import STEP_NAMES, build_steps
 
 
@@ -50,14 +51,21 @@ def test_runner_and_script_share_the_step_bodies() -> None:
         assert step.apply.strip() in script and step.check.strip() in script
 
 
-def test_ca_bundle_and_wheelhouse_options(tmp_path: Path) -> None:
-    pem = tmp_path / "corp.pem"
-    pem.write_text("-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n")
-    script = render_script(
-        load_stack(),
-        ProvisionOptions(python="uv", profile="container", ca_bundle=pem, wheelhouse=tmp_path),
-    )
-    assert "# ---- step: ca-bundle" in script and "MIIBfake" in script
+def test_ca_bundle_and_wheelhouse_options(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+    pem = pki.bundle(tmp_path / "corp.pem", "corp root", "corp issuing")
+    opts = ProvisionOptions(python="uv", profile="container", ca_bundle=pem, wheelhouse=tmp_path)
+    script = render_script(load_stack(), opts)
+    # the bundle is a file the script reads (write_uploads), never text inside the script
+    assert "# ---- step: ca-bundle" in script and "/opt/dlenv/uploads/dlenv-extra-ca.crt" in script
+    assert "-----END CERTIFICATE-----" not in script
+    for line in pem.read_text().splitlines():
+        if line and not line.startswith(("#", "-----")):
+            assert line not in script
+    out = tmp_path / "out"
+    assert write_uploads(load_stack(), opts, out) == ["dlenv-extra-ca.crt"]
+    written = (out / "uploads" / "dlenv-extra-ca.crt").read_text()
+    assert written == pem.read_text().strip() + "\n"
+    assert hashlib.sha256(written.encode()).hexdigest() in script
     assert "export DLENV_WHEELHOUSE=/opt/dlenv/wheelhouse" in script
     assert "--system-certs" in script  # uv always trusts the system store
 

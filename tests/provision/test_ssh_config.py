@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dlenv.remote.ssh import proxy_command_for
-from dlenv.ssh_target import SshTarget
+from dlenv.ssh.session import proxy_command_for
+from dlenv.ssh.target import SshTarget
 
 
 def test_target_proxy_command_expands(tmp_path: Path) -> None:

@@ -4,10 +4,11 @@ import stat
 
 import pytest
 
-from dlenv import sshconfig
 from dlenv.cloud.hostkeys import parse_console_host_keys
 from dlenv.errors import UsageError
-from dlenv.ssh_target import SshTarget
+from dlenv.ssh import config as sshconfig
+from dlenv.ssh import known_hosts
+from dlenv.ssh.target import SshTarget
 
 CONSOLE = """[   12.3] cloud-init[812]: Generating public/private ed25519 key pair.
 ec2:
@@ -67,12 +68,15 @@ def test_ssh_config_entry_and_single_include(state):
 
 
 def test_known_hosts_replace_and_remove(state):
-    sshconfig.add_host_keys("dlenv-box", ["ssh-ed25519 AAAA1 root@x"])
-    sshconfig.add_host_keys("dlenv-box", ["ssh-ed25519 AAAA2"])
-    sshconfig.add_host_keys("[127.0.0.1]:2222", ["ssh-ed25519 AAAA3"])
-    assert sshconfig.known_keys("dlenv-box") == ["ssh-ed25519 AAAA2"]
-    sshconfig.remove_host("dlenv-box")
-    assert sshconfig.known_keys("dlenv-box") == [] and sshconfig.known_keys("[127.0.0.1]:2222")
+    known_hosts.add_host_keys("dlenv-box", ["ssh-ed25519 AAAA1 root@x"])
+    known_hosts.add_host_keys("dlenv-box", ["ssh-ed25519 AAAA2"])
+    known_hosts.add_host_keys("[127.0.0.1]:2222", ["ssh-ed25519 AAAA3"])
+    assert known_hosts.known_keys("dlenv-box") == ["ssh-ed25519 AAAA2"]
+    known_hosts.remove_host("dlenv-box")
+    assert known_hosts.known_keys("dlenv-box") == []
+    assert known_hosts.known_keys("[127.0.0.1]:2222")
+    path = known_hosts.dlenv_known_hosts()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 @pytest.mark.parametrize(
@@ -89,7 +93,23 @@ def test_host_spec_parsing(spec, expect):
     assert (t.host, t.user, t.port) == expect
 
 
-@pytest.mark.parametrize("spec", ["user@", "a b@host", "u@h:99999", "u@h:x"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "user@",
+        "a b@host",
+        "u@h:99999",
+        "u@h:x",
+        "u\nProxyCommand=touch /tmp/x@h",
+        "u@h\n",
+        "u@h -oProxyCommand=x",
+        "-oProxyCommand=x@h",
+        "u@[not-v6]:22",
+        "u@-h",
+        "u@h%h",
+        'u"@h',
+    ],
+)
 def test_bad_host_specs(spec):
     with pytest.raises(UsageError):
         SshTarget.parse(spec)
@@ -99,8 +119,8 @@ def test_slow_ssh_shows_the_console_tail(state):
     """SSH never answers: after `slow_after` the console tail is shown once, then a clear error."""
     import sys
 
-    from dlenv import sshwait
-    from dlenv.errors import SshError
+    from dlenv.errors import SshTimeoutError
+    from dlenv.ssh import wait as sshwait
 
     target = SshTarget(
         host="10.9.9.9",
@@ -113,7 +133,7 @@ def test_slow_ssh_shows_the_console_tail(state):
     said: list[str] = []
     import time
 
-    with pytest.raises(SshError, match="did not succeed before the timeout"):
+    with pytest.raises(SshTimeoutError, match="did not succeed before the timeout"):
         sshwait.wait_for_login(
             target,
             time.monotonic() + 4,

@@ -21,5 +21,5 @@ def allow_ip(app, name: str, **flags) -> None:
     """Replace NAME's SSH ingress rule with your current public IP (/32) or --allow-cidr."""
     from dlenv.lifecycle import allow_ip as allow
 
-    cidr = allow(name, app.settings(**flags))
+    cidr = allow(name, app.settings(**flags), app.terminal)
     app.terminal.success(f"{name}: SSH now allowed from {cidr} only")

@@ -199,7 +199,7 @@ def script(app: Any, out: Path, user: str | None, **flags: Any) -> None:
     from dlenv.cloud.ami import DISTROS
     from dlenv.provision.image import render_cleanup_script
     from dlenv.provision.manifest import load_stack
-    from dlenv.provision.render import render_script
+    from dlenv.provision.render import render_script, write_uploads
 
     stack_flags = {k: flags.pop(k) for k in STACK_FLAGS}
     settings = app.settings(**flags)
@@ -216,6 +216,7 @@ def script(app: Any, out: Path, user: str | None, **flags: Any) -> None:
         path.write_text(text)
         path.chmod(0o755)
     (out / "stack-fingerprint").write_text(stack.fingerprint + "\n")
+    write_uploads(stack, options, out)  # uploads/: the --ca-bundle as a file (prepare.sh moves it)
     app.terminal.success(
         f"wrote {out}/provision.sh and {out}/cleanup.sh (stack {stack.fingerprint}, user {user})"
     )

@@ -19,11 +19,26 @@ from dlenv.cli.options import aws_options, yes_option
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
 @click.option("--background", is_flag=True, help="Leave the tunnel running; `--stop` ends it.")
 @click.option("--stop", "stop", is_flag=True, help="Close background tunnels (NAME's, or all).")
+@click.option(
+    "--trust-new-host-key",
+    is_flag=True,
+    help="--host: record the box's host key when no known_hosts has it yet (check it first).",
+)
 @yes_option
 @aws_options
 @click.pass_obj
 def jupyter(
-    app, name, host, identity, port, no_browser, background, stop, yes, **aws_flags
+    app,
+    name,
+    host,
+    identity,
+    port,
+    no_browser,
+    background,
+    stop,
+    trust_new_host_key,
+    yes,
+    **aws_flags,
 ) -> None:
     """Open an SSH tunnel to NAME's JupyterLab and print http://127.0.0.1:PORT/lab?token=...
 
@@ -33,9 +48,9 @@ def jupyter(
     dlenv jupyter --stop                   close background tunnels
     """
     if stop:
-        from dlenv import tunnel
+        from dlenv.ssh import tunnel
 
-        closed = tunnel.stop_background(name)
+        closed = tunnel.stop_background(name, app.terminal.warn)
         app.terminal.info(
             f"closed: {', '.join(closed)}" if closed else "no background tunnel was open"
         )
@@ -52,4 +67,5 @@ def jupyter(
         browser=not no_browser,
         background=background,
         yes=yes,
+        trust_new_host_key=trust_new_host_key,
     )

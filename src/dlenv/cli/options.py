@@ -38,7 +38,13 @@ def setting_option(*decls: str, setting: str, help: str, **kwargs: Any) -> Calla
 
 
 def aws_options(func: F) -> F:
-    """--region/--profile on the command itself too (`dlenv up x --region eu-west-1`)."""
+    """--region/--profile on the command itself too (`dlenv up x --region eu-west-1`).
+
+    `dlenv --region X CMD` (the group's option) and `dlenv CMD --region X` both reach AWS; given
+    at both levels, the command's wins. Left unset here, the value is None and `App.settings`
+    drops it, so it never hides the group's (tests/cli/test_global_flags.py runs every command
+    both ways). A command that talks to AWS takes these options.
+    """
     func = click.option(
         "--profile",
         "profile",

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from dlenv.cli.options import json_option, setting_option
+from dlenv.cli.options import aws_options, json_option, setting_option
 
 
 def _csv(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
@@ -111,6 +111,7 @@ def build_options(settings: Any, **flags: Any) -> Any:
     help="Record an unknown host key in dlenv's known_hosts (verify its fingerprint first).",
 )
 @json_option
+@aws_options
 @click.pass_obj
 def provision(
     app: Any,
@@ -129,6 +130,8 @@ def provision(
     idle_stop: int | None,
     trust_new_host_key: bool,
     as_json: bool,
+    region: str | None = None,
+    profile: str | None = None,
 ) -> None:
     """Install the dlenv stack (driver, CUDA, Python env, PyTorch, JupyterLab) on hosts.
 
@@ -140,17 +143,15 @@ def provision(
     Safe to repeat: finished steps are checked and skipped, an interrupted run resumes.
     """
     from dlenv.errors import UsageError
-    from dlenv.paths import state_dir
     from dlenv.provision.runner import provision as run_provision
     from dlenv.provision.runner import raise_for_failures
-    from dlenv.ssh_target import SshTarget
 
     if bool(name) == bool(hosts):
         raise UsageError(
             "give an environment NAME or --host USER@HOST (not both)",
             "e.g. dlenv provision mybox, or dlenv provision --host ubuntu@10.1.2.3 -i KEY",
         )
-    settings = app.settings(python=python, idle_stop=idle_stop)
+    settings = app.settings(python=python, idle_stop=idle_stop, region=region, profile=profile)
     terminal = app.terminal
     if name:
         try:
@@ -163,21 +164,27 @@ def provision(
             ) from None
         from dlenv.cloud.session import from_settings
         from dlenv.lifecycle import target_of_running, with_env_choices
+        from dlenv.statefile import env_lock
 
+        # held until the command ends (click closes it): provisioning NAME is a mutation of it
+        click.get_current_context().with_resource(env_lock(name, say=terminal.info))
         env = instances.get(from_settings(settings), name)
         settings = with_env_choices(settings, env.tags, terminal)
         targets = [target_of_running(name, settings, terminal)]
     else:
-        known_hosts = state_dir() / "known_hosts"
-        targets = [
-            SshTarget.parse(
-                h,
-                key_file=identity,
-                known_hosts=known_hosts,
-                proxy_command=settings.ssh_proxy_command,
-            )
-            for h in hosts
-        ]
+        from dlenv.ssh.openssh import prepare
+        from dlenv.ssh.target import from_host_flag
+
+        targets = [from_host_flag(h, identity, settings.ssh_proxy_command) for h in hosts]
+        # host keys first, one host at a time (a prompt must not race the progress view)
+        import contextlib
+
+        from dlenv.errors import SshTimeoutError, SshUnreachableError
+
+        for target in targets:
+            # an unreachable host is reported by the run below, beside the others' results
+            with contextlib.suppress(SshUnreachableError, SshTimeoutError):
+                prepare(target, trust_new=trust_new_host_key, say=terminal.info)
     options = build_options(
         settings,
         only=only,

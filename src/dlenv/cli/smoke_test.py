@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from dlenv.cli.options import json_option
+from dlenv.cli.options import aws_options, json_option
 
 
 @click.command("smoke-test")
@@ -21,6 +21,11 @@ from dlenv.cli.options import json_option
     help="Run on any SSH box instead of a dlenv environment.",
 )
 @click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
+@click.option(
+    "--trust-new-host-key",
+    is_flag=True,
+    help="--host: record the box's host key when no known_hosts has it yet (check it first).",
+)
 @click.option("--local", is_flag=True, help="Run on this machine.")
 @click.option(
     "--python",
@@ -51,18 +56,22 @@ from dlenv.cli.options import json_option
     help="GPUs the machine should have; fewer visible is a failure.",
 )
 @json_option
+@aws_options
 @click.pass_obj
 def smoke_test(
     app,
     name: str | None,
     host_spec: str | None,
     identity: str | None,
+    trust_new_host_key: bool,
     local: bool,
     python_path: str | None,
     quick: bool,
     device: str,
     expect_gpus: int | None,
     as_json: bool,
+    region: str | None = None,
+    profile: str | None = None,
 ) -> None:
     """Prove PyTorch works: diagnosis, a real training run, figures vs datasheet peak.
 
@@ -91,7 +100,13 @@ def smoke_test(
         from dlenv.targets import resolve_target
 
         _, target = resolve_target(
-            name, host_spec, identity, app.settings(), app.terminal, yes=False
+            name,
+            host_spec,
+            identity,
+            app.settings(region=region, profile=profile),
+            app.terminal,
+            yes=False,
+            trust_new_host_key=trust_new_host_key,
         )
         raise SystemExit(smoke.run_remote(target, args, name or f"--host {host_spec}"))
     # SystemExit, not ctx.exit: with standalone_mode=False click's main() *returns* an Exit's

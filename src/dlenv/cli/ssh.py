@@ -1,4 +1,5 @@
-"""`dlenv ssh NAME [-- CMD...]`: the system ssh client with dlenv's verified config."""
+"""`dlenv ssh NAME | --host USER@HOST[:PORT] [-- CMD...]`: the system ssh client with dlenv's
+verified settings (the same host-key trust model as every other dlenv connection)."""
 
 from __future__ import annotations
 
@@ -8,28 +9,63 @@ from dlenv.cli.options import aws_options
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("name")
+@click.argument("name", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--host", metavar="USER@HOST[:PORT]", help="Any SSH box instead of an environment.")
+@click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
+@click.option(
+    "--trust-new-host-key",
+    is_flag=True,
+    help="--host: record the box's host key when no known_hosts has it yet (check it first).",
+)
 @aws_options
 @click.pass_obj
-def ssh(app, name: str, command: tuple[str, ...], **aws_flags) -> None:
-    """Open a shell on NAME, or run COMMAND there (`dlenv ssh mybox -- nvidia-smi`)."""
+def ssh(
+    app,
+    name: str | None,
+    command: tuple[str, ...],
+    host: str | None,
+    identity: str | None,
+    trust_new_host_key: bool,
+    **aws_flags,
+) -> None:
+    """Open a shell on NAME, or run COMMAND there (`dlenv ssh mybox -- nvidia-smi`).
+
+    \b
+    dlenv ssh mybox                              an environment made by `dlenv up`
+    dlenv ssh --host ubuntu@10.1.2.3 -i KEY      any SSH box (host key checked like OpenSSH)
+    """
     import os
-    import shutil
 
-    from dlenv import sshconfig
-    from dlenv.cloud.instances import ssh_target_for
-    from dlenv.errors import DlenvError
+    from dlenv.errors import UsageError
+    from dlenv.ssh import openssh
 
-    settings = app.settings(**aws_flags)
-    target = ssh_target_for(name, settings)  # refreshes the IP (it changes on start)
-    sshconfig.write_entry(name, target)
-    binary = shutil.which("ssh")
-    if binary is None:
-        raise DlenvError(
-            "no ssh client found", "install OpenSSH (e.g. `apt-get install openssh-client`)"
+    if host and name:
+        # `dlenv ssh --host u@h nvidia-smi`: the first word of the command lands in NAME
+        command = (name, *command)
+        name = None
+    if bool(name) == bool(host):
+        raise UsageError(
+            "give an environment NAME or --host USER@HOST (one of them)",
+            "e.g. `dlenv ssh mybox` or `dlenv ssh --host ubuntu@10.0.0.5 -i key`",
         )
-    args = [binary, "-F", str(sshconfig.include_path()), sshconfig.host_alias(name)]
-    if command:
-        args += ["--", *command]
+    settings = app.settings(**aws_flags)
+    if host:
+        from dlenv.ssh.target import from_host_flag
+
+        target = from_host_flag(host, identity, settings.ssh_proxy_command)
+        openssh.prepare(target, trust_new=trust_new_host_key, say=app.terminal.info)
+        binary = openssh.ssh_binary()
+        # ends with `-- HOST`: the command's words follow as they are
+        args = [binary, *openssh.ssh_options(target, batch=bool(command)), *command]
+    else:
+        from dlenv.cloud.instances import ssh_target_for
+        from dlenv.ssh import config
+
+        target = ssh_target_for(name, settings)  # refreshes the IP (it changes on start)
+        config.write_entry(name, target)
+        binary = openssh.ssh_binary()
+        args = [binary, "-F", str(config.include_path()), config.host_alias(name)]
+        if command:
+            args += ["--", *command]
     os.execv(binary, args)

@@ -37,10 +37,13 @@ def import_key(app: Any, name: str, file: Path, force: bool, **aws_flags: Any) -
     from dlenv.cloud import keys
     from dlenv.cloud.session import from_settings
     from dlenv.lifecycle import validate_name
+    from dlenv.statefile import env_lock
 
     validate_name(name)
     aws = from_settings(app.settings(**aws_flags))
-    result = keys.import_private_key(aws, name, file, force=force)
+    # an `up` of NAME may be writing its key right now: take turns, never interleave
+    with env_lock(name, say=app.terminal.info):
+        result = keys.import_private_key(aws, name, file, force=force)
     if result.changed:
         app.terminal.success(f"{name}: key {result.fingerprint} stored in {result.path} (0600)")
     else:

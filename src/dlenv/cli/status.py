@@ -61,9 +61,11 @@ def status(app, name: str | None, as_json: bool, **aws_flags) -> None:
                 "state_reason": env.state_reason,
             }
         )
-    from dlenv.tunnel import open_tunnels
+    from dlenv.ssh.tunnel import open_tunnels
 
-    tunnels = [{k: t[k] for k in ("name", "pid", "local_port")} for t in open_tunnels()]
+    tunnels = [
+        {k: t[k] for k in ("name", "pid", "local_port")} for t in open_tunnels(app.terminal.warn)
+    ]
     if as_json:
         app.terminal.json({"region": aws.region_name, "environments": rows, "tunnels": tunnels})
         return

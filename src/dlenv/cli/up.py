@@ -92,11 +92,12 @@ def up(app, name: str, no_provision: bool, count: int, yes: bool, **flags) -> No
     Example:  dlenv up mybox --instance g4dn.xlarge --spot --spot-fallback on-demand
               dlenv up node --count 4        (node-1 .. node-4, provisioned in parallel)
     """
-    import copy
+    import contextlib
 
     from dlenv import lifecycle
     from dlenv.cli.provision import build_options
     from dlenv.errors import DlenvError
+    from dlenv.statefile import env_lock
 
     stack_flags = {k: flags.pop(k) for k in STACK_FLAGS}
     settings = app.settings(**flags)
@@ -111,6 +112,20 @@ def up(app, name: str, no_provision: bool, count: int, yes: bool, **flags) -> No
         assume_yes=yes,
     ):
         raise DlenvError("launch cancelled", "nothing was created")
+    # Each environment's lock is held from launch through provisioning: a second `up`, a
+    # `down` or a `provision` of the same name waits (one visible line) instead of racing.
+    with contextlib.ExitStack() as locks:
+        for each in names:
+            locks.enter_context(env_lock(each, say=term.info))
+        _up_locked(name, names, settings, stack_flags, no_provision, count, yes, term)
+
+
+def _up_locked(name, names, settings, stack_flags, no_provision, count, yes, term) -> None:
+    """Launch (or resume) every name, then provision them; the caller holds their locks."""
+    import copy
+
+    from dlenv import lifecycle
+
     results = []
     for each in names:
         env_settings = copy.deepcopy(settings)  # an existing env may fill in its own choices

@@ -79,7 +79,7 @@ def resolve(aws: Any, spec: str, arch: str = "x86_64") -> Image:
     if spec in DISTROS:
         return _resolve_distro(aws, spec, arch)
     if spec.startswith("ami-"):
-        if not _AMI_ID.match(spec):
+        if not _AMI_ID.fullmatch(spec):
             raise UsageError(
                 f"--ami {spec!r} is not a valid AMI id",
                 "an AMI id looks like ami-0123456789abcdef0",

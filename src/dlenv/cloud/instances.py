@@ -131,8 +131,7 @@ def ssh_target_for(name: str, settings: Any) -> Any:
     from dlenv.cloud.keys import require_private_key
     from dlenv.cloud.session import from_settings
     from dlenv.errors import DlenvError
-    from dlenv.ssh_target import SshTarget
-    from dlenv.sshconfig import known_hosts_path
+    from dlenv.ssh.target import environment_target
 
     aws = from_settings(settings)
     env = get(aws, name)
@@ -140,16 +139,11 @@ def ssh_target_for(name: str, settings: Any) -> Any:
         raise DlenvError(
             f"environment {name!r} is {env.state}", f"start it with `dlenv start {name}`"
         )
-    host = env.public_ip or env.private_ip
-    if not host:
-        raise DlenvError(f"environment {name!r} has no IP address yet", "wait a moment and retry")
-    return SshTarget(
-        host=host,
-        user=settings.ssh_user or env.user,
-        port=22,
+    return environment_target(
+        name,
+        host=env.public_ip or env.private_ip,
+        tag_user=env.user,
+        ssh_user=settings.ssh_user,
         key_file=require_private_key(name, aws.region_name),
-        known_hosts=known_hosts_path(),
         proxy_command=settings.ssh_proxy_command,
-        name=name,
-        host_key_alias=f"dlenv-{name}",
     )

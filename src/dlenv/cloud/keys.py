@@ -21,12 +21,16 @@ keyFingerprint, and the EC2 user guide's "verify the fingerprint" commands):
 from __future__ import annotations
 
 import os
+import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dlenv.cloud.aws_errors import error_code, translated
 from dlenv.errors import NotFoundError, SshError, UsageError
+
+Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -105,18 +109,79 @@ def missing_key_error(env: str, region: str) -> SshError:
     )
 
 
-def require_private_key(env: str, region: str) -> Path:
+def check_private_key(path: Path, say: Say | None = None) -> Path:
+    """Make sure OpenSSH will accept the private key file at `path`, before anyone uses it.
+
+    OpenSSH refuses a private key that group or others can read ("UNPROTECTED PRIVATE KEY
+    FILE"), and says so only after the connection was made. A key with group/other access is
+    fixed to 0600 with one line (`say`); one that cannot be fixed (another user's file, a
+    read-only file system) is refused with a SshError naming the file and the fix.
+    """
+    import stat
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise SshError(
+            f"private key {path} cannot be read ({exc.strerror or type(exc).__name__})",
+            "check the file, or import the key again: `dlenv ssh-key import NAME FILE --force`",
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SshError(
+            f"private key {path} is not a regular file", "remove it or replace it with the key"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        raise SshError(
+            f"private key {path} belongs to another user (uid {st.st_uid}); OpenSSH refuses it",
+            "copy it to a file of your own and import that: `dlenv ssh-key import NAME FILE`",
+        )
+    if mode & 0o077:
+        try:
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            raise SshError(
+                f"private key {path} is readable by other users (mode {mode:o}) and cannot be "
+                f"made private ({exc.strerror or type(exc).__name__})",
+                f"make it private yourself: chmod 600 {shlex.quote(str(path))}",
+            ) from None
+        (say or _default_say)(
+            f"private key {path} was accessible to other users (mode {mode:o}): "
+            "made it 0600 (OpenSSH refuses such keys)"
+        )
+    return path
+
+
+def _default_say(text: str) -> None:
+    from dlenv.terminal import Terminal
+
+    Terminal().warn(text)
+
+
+def require_private_key(env: str, region: str, say: Say | None = None) -> Path:
     """The private key of ENV on this machine, or the error that says how to import it.
 
     For callers about to SSH into an existing environment (its key pair is in EC2 by then).
+    A key that others can read is made 0600 first, with one line (see check_private_key).
     """
     path = private_key_path(env)
     if not path.is_file():
         raise missing_key_error(env, region)
-    return path
+    return check_private_key(path, say)
 
 
-def ensure_key_pair(aws: Any, env: str, tags: list[dict[str, str]]) -> KeyPair:
+def ensure_key_pair(
+    aws: Any, env: str, tags: list[dict[str, str]], say: Say | None = None
+) -> KeyPair:
+    """The environment's key pair, importing a new local key into EC2 when it has none.
+
+    A Duplicate from ImportKeyPair means another dlenv (another machine) imported its own key
+    between our check and our import: ConcurrentLaunchError, and the caller undoes its launch.
+    """
+    import botocore.exceptions
+
+    from dlenv.cloud.launch import ConcurrentLaunchError
+
     name = key_name(env)
     path = private_key_path(env)
     in_ec2 = ec2_key_exists(aws, name)
@@ -125,16 +190,21 @@ def ensure_key_pair(aws: Any, env: str, tags: list[dict[str, str]]) -> KeyPair:
     if not path.is_file():
         public = generate_local_key(path, comment=name)
     else:
-        os.chmod(path, 0o600)
+        check_private_key(path, say)
         public = public_key_of(path)
     if in_ec2:
         return KeyPair(name, path, created_in_ec2=False)
     with translated(region=aws.region_name):
-        aws.ec2.import_key_pair(
-            KeyName=name,
-            PublicKeyMaterial=public.encode(),
-            TagSpecifications=[{"ResourceType": "key-pair", "Tags": tags}],
-        )
+        try:
+            aws.ec2.import_key_pair(
+                KeyName=name,
+                PublicKeyMaterial=public.encode(),
+                TagSpecifications=[{"ResourceType": "key-pair", "Tags": tags}],
+            )
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) == "InvalidKeyPair.Duplicate":
+                raise ConcurrentLaunchError(env, f"key pair {name} appeared") from exc
+            raise
     return KeyPair(name, path, created_in_ec2=True)
 
 
@@ -146,10 +216,33 @@ def delete_key_pair(aws: Any, env: str, *, keep_local: bool = False) -> bool:
         with translated(region=aws.region_name):
             aws.ec2.delete_key_pair(KeyName=name)
     if not keep_local:
-        path = private_key_path(env)
-        for p in (path, path.with_suffix(".pub")):
-            p.unlink(missing_ok=True)
+        delete_local_key(env)
     return existed
+
+
+def delete_local_key(env: str) -> bool:
+    """Remove ENV's private key and .pub from this machine; True if the private key was there."""
+    path = private_key_path(env)
+    existed = path.is_file()
+    for p in (path, path.with_suffix(".pub")):
+        p.unlink(missing_ok=True)
+    return existed
+
+
+def key_pair_tags(aws: Any, env: str) -> dict[str, str] | None:
+    """The tags of EC2 key pair dlenv-ENV, or None when EC2 has no such key pair."""
+    import botocore.exceptions
+
+    with translated(region=aws.region_name):
+        try:
+            pairs = aws.ec2.describe_key_pairs(KeyNames=[key_name(env)])["KeyPairs"]
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) == "InvalidKeyPair.NotFound":
+                return None
+            raise
+    if not pairs:
+        return None
+    return {t["Key"]: t["Value"] for t in pairs[0].get("Tags", [])}
 
 
 # ---- importing a private key from another machine ---------------------------------------------

@@ -3,6 +3,11 @@
 Safe defaults are not options: IMDSv2 required, encrypted gp3 root volume, SSH key + one-CIDR
 security group. `InstanceInitiatedShutdownBehavior=stop` keeps the disk when the idle timer
 shuts the machine down (one-time spot instances cannot stop, so they terminate).
+
+Every launch carries a launch id (tag `dlenv:launch` on the instance, its volume, the key pair
+and the security group it creates, and the RunInstances ClientToken). It is how an interrupted
+`up` finds what it created even when AWS's answer never arrived, how a retried RunInstances stays
+one instance, and how two machines launching one name at once tell their instances apart.
 """
 
 from __future__ import annotations
@@ -14,9 +19,29 @@ from typing import Any
 
 from dlenv.cloud.aws_errors import translate
 from dlenv.cloud.catalog import InstanceType
-from dlenv.errors import AwsError, CapacityError, UsageError
+from dlenv.errors import AwsError, CapacityError, DlenvError, UsageError
 
 Say = Callable[[str], None]
+
+TAG_LAUNCH = "dlenv:launch"
+
+
+def new_launch_id() -> str:
+    """A fresh id for one `up` invocation (32 hex digits: fits ClientToken's 64 characters)."""
+    return uuid.uuid4().hex
+
+
+class ConcurrentLaunchError(DlenvError):
+    """Another dlenv created this environment's key pair, group or instance while we were."""
+
+    def __init__(self, env: str, what: str, winner: str | None = None) -> None:
+        super().__init__(
+            f"another dlenv is launching {env} at the same time ({what})",
+            f"`dlenv status {env}` shows the other launch's environment",
+        )
+        self.env = env
+        self.what = what
+        self.winner = winner
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,8 @@ class LaunchSpec:
     spot_type: str
     spot_fallback: str
     tags: list[dict[str, str]]
+    launch_id: str = ""
+    """This `up`'s id: tagged on the instance and the base of each attempt's ClientToken."""
 
 
 def offered_zones(aws: Any, instance_type: str) -> list[str]:
@@ -91,7 +118,7 @@ def check_offered(aws: Any, instance_type: str) -> list[str]:
     raise UsageError(f"{instance_type} is not offered in {aws.region_name}", hint)
 
 
-def _params(spec: LaunchSpec, subnet: str, spot: bool) -> dict[str, Any]:
+def _params(spec: LaunchSpec, subnet: str, spot: bool, attempt: int = 0) -> dict[str, Any]:
     one_time = spot and spec.spot_type == "one-time"
     market = f"spot-{spec.spot_type}" if spot else "on-demand"
     tags = [*spec.tags, {"Key": "dlenv:market", "Value": market}]
@@ -103,7 +130,9 @@ def _params(spec: LaunchSpec, subnet: str, spot: bool) -> dict[str, Any]:
         "KeyName": spec.key_name,
         "SubnetId": subnet,
         "SecurityGroupIds": [spec.security_group],
-        "ClientToken": f"dlenv-{uuid.uuid4()}",
+        # one token per attempt (zone/market), reused by botocore's own retries of that
+        # attempt: a RunInstances retried after a lost answer returns the same instance
+        "ClientToken": f"dlenv-{spec.launch_id or uuid.uuid4().hex}-{attempt}",
         "MetadataOptions": {
             "HttpTokens": "required",
             "HttpEndpoint": "enabled",
@@ -154,6 +183,7 @@ def run(aws: Any, spec: LaunchSpec, zones: list[str], say: Say) -> dict[str, Any
             "create default subnets: `aws ec2 create-default-subnet --availability-zone AZ`",
         )
     last: CapacityError | None = None
+    attempt = 0
     for spot in attempts:
         market = "spot" if spot else "on-demand"
         for zone in usable:
@@ -166,8 +196,9 @@ def run(aws: Any, spec: LaunchSpec, zones: list[str], say: Say) -> dict[str, Any
                 "spot_quota_name": spec.itype.quota(True).name,
                 "needed_vcpus": spec.itype.vcpus,
             }
+            attempt += 1
             try:
-                response = aws.ec2.run_instances(**_params(spec, spec.subnets[zone], spot))
+                response = aws.ec2.run_instances(**_params(spec, spec.subnets[zone], spot, attempt))
                 return response["Instances"][0]
             except botocore.exceptions.ClientError as exc:
                 mapped = translate(exc, region=aws.region_name, context=context)
@@ -194,3 +225,88 @@ def run(aws: Any, spec: LaunchSpec, zones: list[str], say: Say) -> dict[str, Any
         ),
         code=last.code,
     )
+
+
+# ---- what a launch (or an environment) has in AWS ---------------------------------------------
+DEAD_STATES = frozenset({"shutting-down", "terminated"})
+
+
+@dataclass
+class Footprint:
+    """What exists in AWS for one environment, or for one launch of it (by its launch tag)."""
+
+    instances: list[Any]
+    """instances.Environment rows, live ones only (shutting-down counts: it still exists)."""
+    key_pair: str | None
+    security_group: str | None
+    """The group id."""
+
+    def has(self, kind: str) -> bool:
+        return bool(
+            {
+                "instance": self.instances,
+                "key pair": self.key_pair,
+                "security group": self.security_group,
+            }[kind]
+        )
+
+    def items(self) -> list[str]:
+        """One label per resource, e.g. `instance i-0abc (running)`, for the "remains" line."""
+        out = [f"instance {e.instance_id} ({e.state})" for e in self.instances]
+        if self.key_pair:
+            out.append(f"key pair {self.key_pair}")
+        if self.security_group:
+            out.append(f"security group {self.security_group}")
+        return out
+
+
+def footprint(aws: Any, env: str, launch_id: str | None = None) -> Footprint:
+    """Everything of ENV in AWS; with `launch_id`, only what that launch created.
+
+    Found by name and tags, never by what a process believes it created: an interrupted
+    request may have been carried out although its answer never arrived.
+    """
+    from dlenv.cloud import instances, keys, network
+
+    def ours(tags: list[dict[str, str]] | dict[str, str]) -> bool:
+        if launch_id is None:
+            return True
+        pairs = tags if isinstance(tags, dict) else {t["Key"]: t["Value"] for t in tags}
+        return pairs.get(TAG_LAUNCH) == launch_id
+
+    live = [e for e in instances.list_environments(aws, env) if ours(e.tags)]
+    key_tags = keys.key_pair_tags(aws, env)
+    group = network.find_group(aws, env)
+    return Footprint(
+        instances=live,
+        key_pair=keys.key_name(env) if key_tags is not None and ours(key_tags) else None,
+        security_group=group["GroupId"] if group and ours(group.get("Tags", [])) else None,
+    )
+
+
+def contest_winner(aws: Any, env: str, mine: str, my_launch_time: Any) -> str | None:
+    """The instance id that keeps ENV's name when several live instances carry it.
+
+    Two machines can pass every check at once and both run RunInstances; afterwards each lists
+    the live instances tagged with the name, and the same deterministic rule (earliest
+    LaunchTime, then lowest instance id) picks one winner for both. None when `mine` wins.
+    """
+    import datetime as dt
+
+    from dlenv.cloud import instances
+
+    never = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+    def when(value: Any) -> dt.datetime:
+        if not isinstance(value, dt.datetime):
+            return never
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+    rivals = {
+        e.instance_id: when(e.launch_time)
+        for e in instances.list_environments(aws, env)
+        if e.state not in DEAD_STATES
+    }
+    rivals.setdefault(mine, when(my_launch_time))
+    winner = min(rivals, key=lambda i: (rivals[i], i))
+    return None if winner == mine else winner

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from dlenv.cloud.aws_errors import error_code, translated
@@ -33,15 +34,78 @@ def caller_cidr(url: str, timeout: float = 5.0) -> str:
     return f"{address}/{prefix}"
 
 
-def normalize_cidr(text: str) -> str:
+def normalize_cidr(text: str, origin: str = "--allow-cidr") -> str:
+    """`text` as a canonical network; host bits set are an error, never a silent widening.
+
+    `10.1.2.3/8` used to become 10.0.0.0/8 without a word: sixteen million addresses where the
+    user most likely meant one. The error names both readings so the fix is one copy-paste.
+    """
+    raw = text.strip()
+    if not origin.startswith("--"):
+        origin = f"allow_cidr (from {origin})"
     try:
-        network = ipaddress.ip_network(text.strip(), strict=False)
+        network = ipaddress.ip_network(raw, strict=False)
     except ValueError:
         raise UsageError(
-            f"--allow-cidr {text!r} is not a valid CIDR",
+            f"{origin} {text!r} is not a valid CIDR",
             "use an address with prefix length, e.g. 203.0.113.7/32",
         ) from None
+    address = ipaddress.ip_address(raw.split("/", 1)[0])
+    if address != network.network_address:
+        single = f"{address}/{network.max_prefixlen}"
+        raise UsageError(
+            f"{origin} {text!r} has host bits set: did you mean {network} or {single}?",
+            f"use {single} for that one address, {network} for the whole network",
+        )
     return str(network)
+
+
+WIDE_PREFIX = {4: 8, 6: 32}
+"""Prefixes shorter than these get a warning: wider than 10.0.0.0/8 (the largest private
+network, so no company LAN needs more) or than an ISP's IPv6 allocation (/32) is "a large part
+of the internet", never a network the user owns."""
+
+
+def wide_cidr_warning(cidr: str) -> str | None:
+    """The risk of opening SSH to `cidr` in words, or None for a narrow enough network."""
+    network = ipaddress.ip_network(cidr)
+    if network.prefixlen == 0:
+        return (
+            f"SSH (port 22) will be open to the whole internet ({cidr}): anyone can try to log in "
+            "and every scanner will; prefer your own address (leave allow_cidr unset for your IP /32)"
+        )
+    if network.prefixlen < WIDE_PREFIX[network.version]:
+        return (
+            f"SSH (port 22) will be open to {network.num_addresses:,} addresses ({cidr}), a large "
+            "part of the internet; prefer your own address or your network's range"
+        )
+    return None
+
+
+def resolve_ssh_cidr(
+    allow_cidr: str | None,
+    ip_check_url: str | None,
+    warn: Callable[[str], None],
+    *,
+    origin: str = "--allow-cidr",
+) -> str | None:
+    """THE CIDR that `up` and `allow-ip` open SSH to, and the one place that warns about it.
+
+    An explicit `allow_cidr` (flag, env, trusted config) is validated (`normalize_cidr`); without
+    one the caller's detected address is used as a /32 (or None when `ip_check_url` is None:
+    the caller detects later, after cheaper checks). A network wider than `WIDE_PREFIX` is
+    allowed, since a user may really mean it, but never silently: `warn` names the risk.
+    """
+    if allow_cidr:
+        cidr = normalize_cidr(allow_cidr, origin)
+    elif ip_check_url is None:
+        return None
+    else:
+        cidr = caller_cidr(ip_check_url)
+    warning = wide_cidr_warning(cidr)
+    if warning:
+        warn(warning)
+    return cidr
 
 
 def default_vpc(aws: Any) -> str:
@@ -79,19 +143,34 @@ def find_group(aws: Any, env: str, vpc_id: str | None = None) -> dict[str, Any] 
 def ensure_group(
     aws: Any, env: str, vpc_id: str, cidr: str, tags: list[dict[str, str]]
 ) -> tuple[str, bool]:
-    """(group id, created?) for the environment, with SSH open to `cidr` only."""
+    """(group id, created?) for the environment, with SSH open to `cidr` only.
+
+    A Duplicate from CreateSecurityGroup means another dlenv (another machine) created the group
+    between our lookup and our create: ConcurrentLaunchError, and the caller undoes its launch.
+    """
+    import botocore.exceptions
+
+    from dlenv.cloud.launch import ConcurrentLaunchError
+
     existing = find_group(aws, env, vpc_id)
     with translated(region=aws.region_name):
         if existing:
             gid = existing["GroupId"]
             created = False
         else:
-            gid = aws.ec2.create_security_group(
-                GroupName=group_name(env),
-                VpcId=vpc_id,
-                Description=f"dlenv {env}: SSH from one address only",
-                TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}],
-            )["GroupId"]
+            try:
+                gid = aws.ec2.create_security_group(
+                    GroupName=group_name(env),
+                    VpcId=vpc_id,
+                    Description=f"dlenv {env}: SSH from one address only",
+                    TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}],
+                )["GroupId"]
+            except botocore.exceptions.ClientError as exc:
+                if error_code(exc) == "InvalidGroup.Duplicate":
+                    raise ConcurrentLaunchError(
+                        env, f"security group {group_name(env)} appeared"
+                    ) from exc
+                raise
             created = True
         set_ssh_cidr(aws, gid, cidr, existing)
     return gid, created
@@ -130,15 +209,18 @@ def set_ssh_cidr(aws: Any, gid: str, cidr: str, group: dict[str, Any] | None = N
             raise
 
 
-def delete_group(aws: Any, env: str) -> bool:
+def delete_group(aws: Any, env: str, group_id: str | None = None) -> bool:
+    """Delete the environment's group (or exactly `group_id`); False when it was not there."""
     import botocore.exceptions
 
-    group = find_group(aws, env)
-    if not group:
-        return False
+    if group_id is None:
+        group = find_group(aws, env)
+        if not group:
+            return False
+        group_id = group["GroupId"]
     with translated(region=aws.region_name):
         try:
-            aws.ec2.delete_security_group(GroupId=group["GroupId"])
+            aws.ec2.delete_security_group(GroupId=group_id)
         except botocore.exceptions.ClientError as exc:
             if error_code(exc) != "InvalidGroup.NotFound":
                 raise

@@ -7,10 +7,13 @@ stack.sh                   then the Python env + PyTorch + JupyterLab, then the 
 smoke.sh                   the SAME steps `dlenv provision` runs over SSH (one source of truth)
 stack.toml                 the manifest they were rendered from (kept in the image for the record)
 wheelhouse/                --wheelhouse DIR's wheels (only the builder stage sees them)
+uploads/                   files the steps read (the checked --ca-bundle), copied to
+                           /opt/dlenv/uploads for system.sh, removed by the RUN that runs it
 jupyter_server_config.py   the server's container settings (token from the environment)
 ```
 
-`--ca-bundle` and the smoke-test package are embedded in the rendered scripts. Big files are
+File contents never travel inside the scripts (the --ca-bundle is a file in uploads/); the
+smoke-test package is embedded as base64 of a tarball dlenv builds itself. Big files are
 hard-linked (a wheelhouse can be gigabytes); the engine's layer cache keys on content, not on
 timestamps, so re-assembling the same inputs rebuilds nothing.
 """
@@ -142,6 +145,12 @@ def assemble(
     for name, text in scripts.items():
         (path / name).write_text(text)
         os.chmod(path / name, 0o644)
+    from dlenv.provision.render import write_uploads
+
+    # always there (the Dockerfile COPYs it), holding just .keep when no step reads a file
+    (path / "uploads").mkdir()
+    (path / "uploads" / ".keep").write_text("")
+    write_uploads(stack, provision_options(device, wheelhouse, ca_bundle), path)
 
     wheels_dir = path / "wheelhouse"
     wheels_dir.mkdir()
@@ -167,14 +176,10 @@ def check_wheelhouse(path: Path) -> None:
 
 
 def check_pem(path: Path) -> None:
-    if not path.is_file():
-        raise UsageError(f"--ca-bundle {path} is not a file")
-    head = path.read_bytes()[:1_000_000]
-    if b"-----BEGIN CERTIFICATE-----" not in head:
-        raise UsageError(
-            f"--ca-bundle {path} holds no PEM certificate",
-            "give a PEM file (-----BEGIN CERTIFICATE----- ...)",
-        )
+    """The --ca-bundle is X.509 PEM certificates only (one check for every channel)."""
+    from dlenv.provision.options import read_ca_bundle
+
+    read_ca_bundle(path)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -9,12 +9,12 @@ the tunnel runs it with the system ssh client, `fetch_token` with any `Host`.
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
 from dlenv.errors import DlenvError
 from dlenv.provision.manifest import Stack, load_stack
 from dlenv.remote.base import Host
+from dlenv.ssh.command import join
 
 SERVICE_DOWN = 3
 NOT_ANSWERING = 4
@@ -38,10 +38,11 @@ class RemoteJupyter:
 
     def token_script(self) -> str:
         """Exit 3: service not running; 4: not answering on its port; else print the token."""
-        return (
-            f"systemctl is-active --quiet {self.service} || exit {SERVICE_DOWN}; "
-            f"curl -fsS -o /dev/null --max-time 5 http://127.0.0.1:{self.port}/api "
-            f"|| exit {NOT_ANSWERING}; cat {shlex.quote(self.token_file)}"
+        active = join(["systemctl", "is-active", "--quiet", self.service])
+        api = f"http://127.0.0.1:{int(self.port)}/api"
+        answers = join(["curl", "-fsS", "-o", "/dev/null", "--max-time", "5", api])
+        return f"{active} || exit {SERVICE_DOWN}; {answers} || exit {NOT_ANSWERING}; " + join(
+            ["cat", self.token_file]
         )
 
     def token_from(self, exit_code: int, output: str, label: str, name_hint: str) -> str:

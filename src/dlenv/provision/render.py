@@ -18,7 +18,10 @@ with the fingerprint, exactly as the SSH runner does. Things it expects:
 - with `options.wheelhouse` set, the wheels are at `<python.root>/wheelhouse` (/opt/dlenv/wheelhouse),
   i.e. the Dockerfile copies the directory there first;
 - with `options.conda_installer` set, the installer is at /opt/dlenv/installers/<its file name>;
-- `--ca-bundle` and the smoke-test package are embedded in the script itself.
+- with `options.ca_bundle` set, the checked bundle is at /opt/dlenv/uploads/dlenv-extra-ca.crt
+  (`write_uploads(stack, opts, DIR)` writes DIR/uploads/; the Dockerfile and Packer copy that
+  folder to <python.root>/uploads): file contents never travel inside the script;
+- the smoke-test package is embedded in the script (base64 of a tarball dlenv builds itself).
 Profile "container" leaves out the systemd-only steps (driver, CUDA toolkit, Jupyter service,
 idle timer): the CUDA base image brings the toolkit and the container's command runs Jupyter:
 `/opt/dlenv/env/bin/jupyter-lab` (uv) or `/opt/dlenv/conda/envs/dlenv/bin/jupyter-lab` (conda),
@@ -29,9 +32,11 @@ GPU-only steps of the "vm" profile detect the GPU at run time and print
 
 from __future__ import annotations
 
+from pathlib import Path, PurePosixPath
+
 from dlenv.provision.manifest import Stack
 from dlenv.provision.options import ProvisionOptions
-from dlenv.provision.steps import Step, build_steps
+from dlenv.provision.steps import REMOTE_UPLOADS_NAME, Step, build_steps, upload_files
 
 _HEREDOC = "DLENV_STEP_BODY"
 
@@ -107,6 +112,24 @@ def render_script(stack: Stack, options: ProvisionOptions) -> str:
         parts.append(render_step(step))
     parts.append('dlenv_log "stack $DLENV_FINGERPRINT provisioned"\n')
     return "\n".join(parts)
+
+
+def write_uploads(stack: Stack, options: ProvisionOptions, into: Path) -> list[str]:
+    """Write `into/uploads/<name>` for each file the rendered steps read; returns the names.
+
+    The single-script channels (Dockerfile, Packer) copy `uploads/` to `<python.root>/uploads`
+    before running the script, as they bring in `wheelhouse/` and `installers/`. Nothing is
+    written when the steps need no file.
+    """
+    folder = into / REMOTE_UPLOADS_NAME
+    names = []
+    for remote, text in upload_files(stack, options).items():
+        folder.mkdir(parents=True, exist_ok=True)
+        name = PurePosixPath(remote).name
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o644)
+        names.append(name)
+    return names
 
 
 def _os_guard(stack: Stack) -> str:

@@ -19,18 +19,20 @@ Library API:
 
 from __future__ import annotations
 
+import hashlib
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from dlenv.errors import DlenvError, ProvisionError, SshError
+from dlenv.errors import DlenvError, ProvisionError, SshError, UsageError
 from dlenv.provision.manifest import Stack, load_stack
-from dlenv.provision.options import ProvisionOptions
+from dlenv.provision.options import ProvisionOptions, check_upload_name
 from dlenv.provision.osinfo import PROBE, HostFacts, parse_facts, require_supported
 from dlenv.provision.render import _body
 from dlenv.provision.steps import (
@@ -40,11 +42,13 @@ from dlenv.provision.steps import (
     Step,
     StepSet,
     build_steps,
+    upload_files,
 )
 from dlenv.remote.base import CommandResult, Host
+from dlenv.ssh.command import chain, join
 
 if TYPE_CHECKING:
-    from dlenv.ssh_target import SshTarget
+    from dlenv.ssh.target import SshTarget
     from dlenv.terminal import Terminal
 
 LOST = -1
@@ -316,7 +320,7 @@ class HostRun:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.host.run(f"test -e {REBOOT_MARKER}", timeout=10).exit_code != 0:
+                if self.host.run(join(["test", "-e", REBOOT_MARKER]), timeout=10).exit_code != 0:
                     return
             except DlenvError:
                 return
@@ -337,38 +341,93 @@ class HostRun:
         ):
             inst = Path(self.options.conda_installer)
             uploads.append((inst, f"{root}/{REMOTE_INSTALLERS_NAME}/{inst.name}"))
-        if uploads:
-            sync_files(self.host, uploads, log=self.log, emit=self._emit)
+        with tempfile.TemporaryDirectory(prefix="dlenv-uploads-") as tmp:
+            # Contents the steps read (the checked --ca-bundle) travel as files, never in a script.
+            if "ca-bundle" in {s.name for s in pending}:
+                for remote, text in upload_files(self.stack, self.options).items():
+                    local = Path(tmp) / PurePosixPath(remote).name
+                    local.write_text(text)
+                    uploads.append((local, remote))
+            if uploads:
+                sync_files(self.host, uploads, log=self.log, emit=self._emit)
+
+
+SMALL_FILE = 1024 * 1024
+"""Files up to this size are compared by sha256 (a CA bundle can change without changing size);
+bigger ones (wheels, installers: their names carry versions) by size."""
+# Remote paths arrive on stdin, NUL-terminated (no path can hold a NUL), so no path is ever part
+# of this command; it prints "size sha256" per path, in order ("-" for what is missing).
+_LIST_FILES = (
+    "while IFS= read -r -d '' p; do "
+    'if s=$(stat -c %s -- "$p" 2>/dev/null); then '
+    f'if [ "$s" -le {SMALL_FILE} ]; then h=$(sha256sum -- "$p" | cut -c1-64); else h=-; fi; '
+    'else s=-; h=-; fi; echo "$s $h"; done'
+)
+_STAGE = re.compile(r"/tmp/dlenv-upload\.[A-Za-z0-9]+")
+
+
+def check_uploads(files: Sequence[tuple[Path, str]]) -> None:
+    """Refuse, before anything is uploaded, a file whose remote name is not one plain word."""
+    for local, remote in files:
+        path = PurePosixPath(remote)
+        check_upload_name(Path(path.name), f"upload to {str(path.parent)!r}")
+        if not path.is_absolute() or any(c in remote for c in "\n\r\0"):
+            raise UsageError(f"upload of {str(local)!r}: remote path {remote!r} is not plain")
+
+
+def _wanted(local: Path, size: str, digest: str) -> bool:
+    """True when the remote copy (its size and, for small files, sha256) differs from `local`."""
+    have = local.stat().st_size
+    if size != str(have):
+        return True
+    if have > SMALL_FILE:
+        return False
+    return digest != hashlib.sha256(local.read_bytes()).hexdigest()
 
 
 def sync_files(
     host: Host, files: Sequence[tuple[Path, str]], *, log: HostLog, emit: Callable[..., None]
 ) -> None:
-    """Upload files whose remote copy is missing or differs in size (wheel names carry versions).
+    """Upload files whose remote copy is missing or differs (see `SMALL_FILE`).
 
-    Files go to a user-writable staging dir over SFTP, then sudo moves them into place.
+    Files go to a user-writable staging dir over SFTP, then sudo moves them into place. Every
+    name is checked first (`check_uploads`), and every command is built from argv lists
+    (`dlenv.ssh.command`), so no file name can be anything but one inert word.
     """
-    listing = "\n".join(remote for _, remote in files)
-    res = host.sudo(
-        'while read -r p; do s=$(stat -c %s "$p" 2>/dev/null || echo -); echo "$s $p"; done',
-        stdin=listing + "\n",
-    )
-    sizes = dict(reversed(line.split(" ", 1)) for line in res.output.splitlines() if " " in line)
-    todo = [(lp, rp) for lp, rp in files if sizes.get(rp) != str(lp.stat().st_size)]
+    check_uploads(files)
+    listing = "".join(f"{remote}\0" for _, remote in files)
+    res = host.sudo(_LIST_FILES, stdin=listing)
+    rows = [line.split(" ") for line in res.output.splitlines()]
+    if res.exit_code != 0 or len(rows) != len(files) or any(len(r) != 2 for r in rows):
+        rows = [["-", "-"]] * len(files)  # unknown: upload everything
+    todo = [
+        (lp, rp)
+        for (lp, rp), (size, digest) in zip(files, rows, strict=True)
+        if _wanted(lp, size, digest)
+    ]
     if not todo:
         return
     emit("start", "upload", f"{len(todo)} file(s)")
-    stage = host.run("mktemp -d /tmp/dlenv-upload.XXXXXX").output.strip()
-    for local, remote in todo:
-        log.write(f"== upload {local} -> {remote}")
-        host.put(local, f"{stage}/{local.name}")
-        mv = host.sudo(
-            f"mkdir -p \"$(dirname '{remote}')\" && mv '{stage}/{local.name}' '{remote}' "
-            f"&& chmod 644 '{remote}'"
-        )
-        if mv.exit_code != 0:
-            raise ProvisionError(f"cannot place {remote}: {mv.tail(3)}", host=host.label)
-    host.run(f"rm -rf '{stage}'")
+    made = host.run(join(["mktemp", "-d", "/tmp/dlenv-upload.XXXXXX"]))
+    stage = made.output.strip()
+    if made.exit_code != 0 or not _STAGE.fullmatch(stage):
+        raise ProvisionError(f"cannot make an upload staging dir: {made.tail(3)}", host=host.label)
+    try:
+        for local, remote in todo:
+            log.write(f"== upload {local} -> {remote}")
+            staged = f"{stage}/{PurePosixPath(remote).name}"
+            host.put(local, staged)
+            mv = host.sudo(
+                chain(
+                    ["mkdir", "-p", "--", str(PurePosixPath(remote).parent)],
+                    ["mv", "-f", "--", staged, remote],
+                    ["chmod", "644", "--", remote],
+                )
+            )
+            if mv.exit_code != 0:
+                raise ProvisionError(f"cannot place {remote}: {mv.tail(3)}", host=host.label)
+    finally:
+        host.run(join(["rm", "-rf", "--", stage]))
     emit("done", "upload", "")
 
 
@@ -411,7 +470,7 @@ def provision(
             if host_factory:
                 host = host_factory(target)
             else:
-                from dlenv.remote.ssh import SshHost
+                from dlenv.ssh.session import SshHost
 
                 host = SshHost(target, trust_on_first_use=trust_new_host_key).connect()
                 if host.recorded_host_key:

@@ -15,17 +15,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import shlex
 import tarfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from dlenv.errors import UsageError
+from dlenv.errors import ProvisionError, UsageError
 from dlenv.provision.manifest import Stack, provision_dir
-from dlenv.provision.options import ProvisionOptions
+from dlenv.provision.options import USER_NAME, ProvisionOptions, read_ca_bundle
 from dlenv.provision.osinfo import HostFacts
+from dlenv.ssh.command import quote
 
 BASE_PACKAGES = (
     "ca-certificates",
@@ -136,7 +136,10 @@ def _jinja_env():  # type: ignore[no-untyped-def]
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters["q"] = lambda value: shlex.quote(str(value))
+    # `{{ value | q }}`: one shell word (dlenv.ssh.command.quote). Every value that is not a
+    # literal of provision/stack.toml (user names, paths built from flags, file names, URLs
+    # derived from options) is rendered through it, so no value can become shell syntax.
+    env.filters["q"] = quote
     return env
 
 
@@ -174,9 +177,21 @@ def file_context(stack: Stack, env_prefix: str, user: str, idle_minutes: int) ->
     }
 
 
+HEREDOC_DELIMITERS = ("DLENV_EOF", "DLENV_STEP_BODY")
+"""The quoted heredoc delimiters the step templates and the renderer use."""
+
+
 def render_file(name: str, context: dict[str, Any]) -> str:
-    """A file's text as the steps embed it: no trailing newline (the heredoc adds one)."""
-    return _files_env().get_template(name).render(**context).rstrip("\n")
+    """A file's text as the steps embed it: no trailing newline (the heredoc adds one).
+
+    These files are dlenv's own (systemd units, the idle check) rendered from the manifest and
+    validated values; a line equal to a heredoc delimiter would end the quoted heredoc early, so
+    it is refused outright (user-supplied content never goes this way: it is uploaded).
+    """
+    text = _files_env().get_template(name).render(**context).rstrip("\n")
+    if any(line.strip() in HEREDOC_DELIMITERS for line in text.splitlines()):
+        raise ValueError(f"{name} renders a heredoc delimiter line")
+    return text
 
 
 def smoke_package_dir() -> Path:
@@ -228,6 +243,19 @@ def env_prefix(stack: Stack, options: ProvisionOptions) -> str:
 
 REMOTE_WHEELHOUSE_NAME = "wheelhouse"
 REMOTE_INSTALLERS_NAME = "installers"
+REMOTE_UPLOADS_NAME = "uploads"
+"""`<python.root>/uploads`: small files the steps read (the --ca-bundle), never pasted into a
+script. The SSH runner uploads them; the Dockerfile and Packer bring `uploads/` there."""
+CA_UPLOAD_NAME = "dlenv-extra-ca.crt"
+
+
+def upload_files(stack: Stack, options: ProvisionOptions) -> dict[str, str]:
+    """{remote path: text} of the files the steps expect under `<python.root>/uploads`."""
+    files = {}
+    if options.ca_bundle:
+        root = stack.get("python.root")
+        files[f"{root}/{REMOTE_UPLOADS_NAME}/{CA_UPLOAD_NAME}"] = read_ca_bundle(options.ca_bundle)
+    return files
 
 
 def build_context(
@@ -236,6 +264,11 @@ def build_context(
     s = stack.data
     root = s["python"]["root"]
     user = options.user or (facts.user if facts and facts.user else "root")
+    if not USER_NAME.fullmatch(user):
+        raise ProvisionError(
+            f"the login user {user!r} is not a plain user name; nothing was changed",
+            "provision as a user named with letters, digits, '.', '_', '@' and '-' only",
+        )
     os_key = facts.os.key if facts else None
     gpu = bool(facts and facts.has_nvidia_gpu) and not options.cpu
     dist_name = options.conda_dist or s["conda"]["default_dist"]
@@ -269,7 +302,13 @@ def build_context(
         "torch_variant": variant,
         "torch_index": index_tpl.replace("{variant}", variant) if index_tpl else "",
         "base_packages": BASE_PACKAGES,
-        "ca_pem": Path(options.ca_bundle).read_text().strip() if options.ca_bundle else "",
+        # The bundle travels as a file (upload_files); the steps know only where and its digest.
+        "ca_upload": f"{root}/{REMOTE_UPLOADS_NAME}/{CA_UPLOAD_NAME}",
+        "ca_sha256": (
+            hashlib.sha256(read_ca_bundle(options.ca_bundle).encode()).hexdigest()
+            if options.ca_bundle
+            else ""
+        ),
         "smoke_tar_b64": smoke_b64,
         "smoke_digest": smoke_digest,
         "idle_minutes": options.idle_stop,

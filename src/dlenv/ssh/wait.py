@@ -1,4 +1,4 @@
-"""Wait until a new machine accepts an SSH login, verifying its host key.
+"""Wait until a new EC2 machine accepts an SSH login, verifying its host key.
 
 Three phases, each reported: the port answers, the host key is known (from the console output
 when AWS has it, else trusted on first use and recorded), and a login with dlenv's key runs a
@@ -7,22 +7,21 @@ command. A wrong host key or a refused key is reported at once, not retried into
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import socket
 import time
 from collections.abc import Callable
 
-from dlenv.errors import SshError
-from dlenv.ssh_target import SshTarget
+from dlenv.errors import (
+    HostKeyChangedError,
+    HostKeyUnknownError,
+    SshAuthError,
+    SshTimeoutError,
+    SshUnreachableError,
+)
+from dlenv.ssh.target import SshTarget
 
 Say = Callable[[str], None]
-
-
-def fingerprint(key_b64: str) -> str:
-    digest = hashlib.sha256(base64.b64decode(key_b64)).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def wait_for_port(target: SshTarget, deadline: float) -> None:
@@ -36,7 +35,7 @@ def wait_for_port(target: SshTarget, deadline: float) -> None:
                 return
         except OSError as exc:
             if time.monotonic() + delay > deadline:
-                raise SshError(
+                raise SshUnreachableError(
                     f"port {target.port} on {target.host} did not answer ({exc.__class__.__name__})",
                     "the instance may still be booting (`dlenv status`), or your IP changed since "
                     f"launch and the security group blocks it: `dlenv allow-ip {target.name or 'NAME'}`",
@@ -46,45 +45,39 @@ def wait_for_port(target: SshTarget, deadline: float) -> None:
             delay = min(delay * 1.5, 10)
 
 
-def _connect(target: SshTarget, tofu: bool, say: Say):
+def _connect(target: SshTarget, tofu: bool, say: Say):  # type: ignore[no-untyped-def]
+    """A paramiko client logged in to `target`, its host key decided by THE policy (EC2: no
+    prompt; an unknown key is recorded only when `tofu`, i.e. the console never gave keys)."""
     import paramiko
 
-    from dlenv.ssh_target import load_host_keys
-    from dlenv.sshconfig import add_host_keys
+    from dlenv.ssh.policy import HostKeyPolicy, transport_factory
 
-    known_hosts = str(target.known_hosts)
     client = paramiko.SSHClient()
-    load_host_keys(client.get_host_keys(), target)
-
-    class TrustOnFirstUse(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client, hostname, key):
-            if not tofu:
-                raise SshError(
-                    f"host key of {hostname} is unknown and could not be verified",
-                    "dlenv found no host keys in the console output",
-                    host=target.label,
-                )
-            b64 = key.get_base64()
-            add_host_keys(target.known_hosts_key, [f"{key.get_name()} {b64}"])
-            say(
-                f"host key not in the console output yet: trusting on first use "
-                f"{key.get_name()} {fingerprint(b64)} (recorded in {known_hosts})"
-            )
-
-    client.set_missing_host_key_policy(TrustOnFirstUse())
+    policy = HostKeyPolicy(target, trust_new=tofu, ask=False)
+    client.set_missing_host_key_policy(policy)
     sock = paramiko.ProxyCommand(target.expanded_proxy_command()) if target.proxy_command else None
-    client.connect(
-        target.host,
-        port=target.port,
-        username=target.user,
-        key_filename=str(target.key_file) if target.key_file else None,
-        sock=sock,
-        timeout=10,
-        banner_timeout=30,
-        auth_timeout=30,
-        allow_agent=False,
-        look_for_keys=target.key_file is None,
-    )
+    try:
+        client.connect(
+            target.host,
+            port=target.port,
+            username=target.user,
+            key_filename=str(target.key_file) if target.key_file else None,
+            sock=sock,
+            timeout=10,
+            banner_timeout=30,
+            auth_timeout=30,
+            allow_agent=False,
+            look_for_keys=target.key_file is None,
+            transport_factory=transport_factory(target),
+        )
+    except BaseException:
+        client.close()
+        raise
+    if policy.recorded:
+        say(
+            f"host key not in the console output yet: trusting on first use "
+            f"{policy.recorded.split(' ', 1)[1]} (recorded in {target.known_hosts})"
+        )
     return client
 
 
@@ -104,13 +97,13 @@ def wait_for_login(
     """
     import paramiko
 
-    from dlenv.sshconfig import add_host_keys, known_keys
+    from dlenv.ssh.known_hosts import add_host_keys, known_keys
 
     if console_wait is None:
         console_wait = float(os.environ.get("DLENV_CONSOLE_KEY_WAIT", "90"))
     started = time.monotonic()
     shown_console = False
-    have_keys = bool(known_keys(target.known_hosts_key))
+    have_keys = bool(known_keys(target.known_hosts_key, target.known_hosts))
     auth_failures = 0
     delay = 2.0
     last_error = "no answer"
@@ -118,7 +111,7 @@ def wait_for_login(
         if not have_keys and console_keys is not None:
             keys = console_keys()
             if keys:
-                add_host_keys(target.known_hosts_key, keys)
+                add_host_keys(target.known_hosts_key, keys, target.known_hosts)
                 say(
                     f"host keys read from the instance console: {', '.join(k.split()[0] for k in keys)}"
                 )
@@ -133,20 +126,14 @@ def wait_for_login(
                 finally:
                     client.close()
                 return
-            except paramiko.BadHostKeyException as exc:
-                raise SshError(
-                    f"host key mismatch for {target.host}: the server presented "
-                    f"{fingerprint(exc.key.get_base64())}",
-                    f"if the machine was rebuilt, remove its entry from {target.known_hosts}; "
-                    "otherwise something is intercepting the connection",
-                    host=target.label,
-                ) from None
+            except (HostKeyChangedError, HostKeyUnknownError):
+                raise  # a wrong key is reported at once, not retried into a timeout
             except paramiko.AuthenticationException:
                 # cloud-init installs the key a few seconds after sshd starts: retry briefly
                 auth_failures += 1
                 last_error = "key refused"
                 if auth_failures >= 6:
-                    raise SshError(
+                    raise SshAuthError(
                         f"SSH login as {target.user!r} refused with key {target.key_file}",
                         "the key does not match the instance's key pair, or the login user is "
                         "wrong (set ssh_user)",
@@ -167,7 +154,7 @@ def wait_for_login(
                     f"the instance console ends with:\n{tail}"
                 )
         if time.monotonic() + delay > deadline:
-            raise SshError(
+            raise SshTimeoutError(
                 f"SSH login did not succeed before the timeout (last: {last_error})",
                 "the instance may still be booting; run `dlenv up` again to keep waiting, "
                 "or raise --ssh-timeout",

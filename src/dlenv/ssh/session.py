@@ -1,17 +1,17 @@
 """`SshHost`: a Fabric connection built from an `SshTarget`, host keys always verified.
 
-Host keys are checked against `target.known_hosts` only (dlenv's own file, never silently
-extended): an unknown key is refused unless `trust_on_first_use=True`, which records it there
-(and says so); a changed key is always refused. A ProxyCommand comes from the target, else from
-the user's ~/.ssh/config entry for that host. Commands run on raw paramiko channels of Fabric's
-transport so output streams line by line into logs and the live progress view.
+Host keys are decided by THE host-key policy (`dlenv.ssh.policy.HostKeyPolicy`) over the
+target's trust stores: known keys pass, a changed key is always refused, an unknown one is asked
+about on a terminal (`--host` boxes), recorded with `trust_on_first_use=True`, else refused. A
+ProxyCommand comes from the target, else from the user's ~/.ssh/config entry for that host.
+Commands run on raw paramiko channels of Fabric's transport so output streams line by line into
+logs and the live progress view. Failures are typed (`dlenv.errors.Ssh*Error`).
 """
 
 from __future__ import annotations
 
 import codecs
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,48 +20,22 @@ from typing import Any
 
 import paramiko
 
-from dlenv.errors import SshError
+from dlenv.errors import (
+    HostKeyChangedError,
+    HostKeyUnknownError,
+    SshAuthError,
+    SshError,
+    SshTimeoutError,
+    SshUnreachableError,
+)
 from dlenv.remote.base import CommandResult, LineSink, iter_lines, sudo_wrap
-from dlenv.ssh_target import SshTarget, load_host_keys
+from dlenv.ssh.policy import HostKeyPolicy, transport_factory
+from dlenv.ssh.target import SshTarget
 
-_KNOWN_HOSTS_LOCK = threading.Lock()
 LOST = -1
 """exit_code of a command whose connection dropped before it finished."""
-
-
-def key_fingerprint(key: paramiko.PKey) -> str:
-    return (
-        f"{key.get_name()} SHA256:{key.fingerprint.split(':', 1)[-1]}"
-        if hasattr(key, "fingerprint")
-        else key.get_name()
-    )
-
-
-class _VerifyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse unknown host keys, or record them into dlenv's known_hosts when asked to."""
-
-    def __init__(self, target: SshTarget, trust_on_first_use: bool) -> None:
-        self.target = target
-        self.tofu = trust_on_first_use
-        self.recorded: str | None = None
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        if not self.tofu or self.target.known_hosts is None:
-            raise SshError(
-                f"unknown host key for {hostname} ({key_fingerprint(key)})",
-                "verify the fingerprint out of band, then re-run with --trust-new-host-key "
-                f"(it is recorded in {self.target.known_hosts or 'dlenv known_hosts'})",
-                host=self.target.label,
-            )
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        path = self.target.known_hosts
-        with _KNOWN_HOSTS_LOCK:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as fh:
-                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-        self.recorded = f"{hostname} {key_fingerprint(key)}"
+TIMED_OUT = 124
+"""exit_code of a command stopped after its timeout (as timeout(1) reports it)."""
 
 
 def proxy_command_for(target: SshTarget) -> str | None:
@@ -104,6 +78,7 @@ class SshHost:
         kwargs: dict[str, Any] = {
             "banner_timeout": self.connect_timeout,
             "auth_timeout": self.connect_timeout,
+            "transport_factory": transport_factory(t),
         }
         if t.key_file is not None:
             kwargs.update(key_filename=str(t.key_file), look_for_keys=False, allow_agent=False)
@@ -117,30 +92,32 @@ class SshHost:
             gateway=proxy or False,
             config=Config(ssh_config=paramiko.SSHConfig()),
         )
-        policy = _VerifyPolicy(t, self.trust_on_first_use)
-        load_host_keys(conn.client.get_host_keys(), t)
+        policy = HostKeyPolicy(t, trust_new=self.trust_on_first_use)
         conn.client.set_missing_host_key_policy(policy)
         try:
             conn.open()
         except SshError:
+            conn.close()
             raise
-        except paramiko.BadHostKeyException as exc:
-            raise SshError(
-                f"HOST KEY CHANGED for {t.known_hosts_key}: got {key_fingerprint(exc.key)}, "
-                f"{t.known_hosts} has {key_fingerprint(exc.expected_key)}",
-                "if the host was legitimately rebuilt, remove its line from that file; "
-                "otherwise someone may be intercepting the connection",
-                host=t.label,
-            ) from None
         except paramiko.AuthenticationException as exc:
-            raise SshError(
+            conn.close()
+            raise SshAuthError(
                 f"SSH authentication as {t.user} failed: {exc}",
                 "check the user and -i KEY (the key must be in authorized_keys)",
                 host=t.label,
             ) from None
-        except (OSError, paramiko.SSHException, EOFError) as exc:
+        except TimeoutError as exc:
+            conn.close()
             via = f" via ProxyCommand {proxy!r}" if proxy else ""
-            raise SshError(
+            raise SshTimeoutError(
+                f"connecting to {t.host}:{t.port}{via} timed out ({_describe(exc)})",
+                "check the address, that sshd runs, and firewalls / security groups",
+                host=t.label,
+            ) from None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            conn.close()
+            via = f" via ProxyCommand {proxy!r}" if proxy else ""
+            raise SshUnreachableError(
                 f"cannot reach {t.host}:{t.port}{via}: {_describe(exc)}",
                 "check the address, that sshd runs, and firewalls / security groups",
                 host=t.label,
@@ -158,12 +135,14 @@ class SshHost:
             try:
                 self.connect()
                 return
+            except (HostKeyChangedError, HostKeyUnknownError, SshAuthError):
+                raise  # waiting does not fix these
             except SshError as exc:
-                if "HOST KEY" in exc.message or "authentication" in exc.message:
-                    raise
                 last = exc
                 time.sleep(3)
-        raise SshError(f"host did not come back within {timeout:.0f}s: {last}", host=self.label)
+        raise SshTimeoutError(
+            f"host did not come back within {timeout:.0f}s: {last}", host=self.label
+        )
 
     def close(self) -> None:
         if self._conn is not None:
@@ -212,7 +191,7 @@ class SshHost:
                     break
                 if deadline is not None and time.monotonic() > deadline:
                     chan.close()
-                    return CommandResult(command, 124, "".join(chunks) + pending)
+                    return CommandResult(command, TIMED_OUT, "".join(chunks) + pending)
                 continue
             except (OSError, paramiko.SSHException, EOFError):
                 break
@@ -271,7 +250,7 @@ class SshHost:
                     break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise SshError(
+                        raise SshUnreachableError(
                             f"the tunnel on 127.0.0.1:{local_port} did not open", host=self.label
                         ) from None
                     time.sleep(0.05)

@@ -1,0 +1,93 @@
+"""Fixtures for the SSH layer's real-component tests: a HOME whose dlenv state dir has a space
+(macOS's `~/Library/Application Support/dlenv`), the dlenv CLI in a subprocess, host containers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import harness  # noqa: F401  (its cache dir is resolved from the real HOME, before tests move it)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class Home:
+    """An isolated user: HOME, its ~/.ssh, and dlenv's state dir (macOS's, with a space)."""
+
+    root: Path
+    state: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DLENV_", "AWS_", "SSH_AUTH_SOCK"))
+        }
+        env.update(
+            HOME=str(self.root),
+            DLENV_STATE_DIR=str(self.state),
+            DLENV_CONFIG_DIR=str(self.root / ".config" / "dlenv"),
+            DLENV_USER_SSH_CONFIG=str(self.root / ".ssh" / "config"),
+            PYTHONPATH=str(REPO / "src"),
+            NO_COLOR="1",
+        )
+        return env
+
+    def dlenv(self, *args: str, timeout: float = 300, cwd: Path | None = None) -> Result:
+        """The real CLI in a subprocess, stdin not a terminal (as in CI and scripts)."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "dlenv", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd or self.root,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    root = tmp_path / "home"
+    state = root / "Library" / "Application Support" / "dlenv"
+    state.mkdir(parents=True, mode=0o700)
+    (root / ".ssh").mkdir(mode=0o700)
+    h = Home(root, state)
+    for key, value in h.env.items():
+        if key.startswith("DLENV_") or key == "HOME":
+            monkeypatch.setenv(key, value)
+    return h
+
+
+@pytest.fixture(scope="session")
+def host_images() -> None:
+    from harness import ensure_images, require_engine
+
+    require_engine()
+    ensure_images()
+
+
+@pytest.fixture
+def host(host_images: None, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    from harness import start_host
+
+    h = start_host(work=tmp_path)
+    yield h
+    h.stop()
