@@ -913,25 +913,34 @@ def _delete_group_when_free(
 
 
 def allow_ip(name: str, settings: Settings, terminal: Terminal | None = None) -> str:
-    """Make the environment's security group allow SSH from the caller's current address only."""
+    """Make the environment's security group allow SSH from the caller's current address only.
+
+    The CIDR is resolved (and a bad one refused) before any AWS call; the rule change runs
+    under the environment's lock, so two `allow-ip`s (or one racing `down`) take turns instead of
+    revoking each other's rules.
+    """
     from dlenv.cloud import instances, network
     from dlenv.cloud.aws_errors import translated
     from dlenv.cloud.session import from_settings
+    from dlenv.statefile import env_lock
 
-    aws = from_settings(settings)
-    instances.get(aws, name)
-    group = network.find_group(aws, name)
-    if group is None:
-        raise NotFoundError(
-            f"{name} has no dlenv security group",
-            f"`dlenv down {name}` and `dlenv up {name}` recreate it",
-        )
+    validate_name(name)
+    term = terminal or Terminal()
     cidr = network.resolve_ssh_cidr(
         settings.allow_cidr,
         settings.ip_check_url,
-        (terminal or Terminal()).warn,
+        term.warn,
         origin=settings.sources.get("allow_cidr", "--allow-cidr"),
     )
-    with translated(region=aws.region_name):
-        network.set_ssh_cidr(aws, group["GroupId"], cidr, group)
+    aws = from_settings(settings)
+    with env_lock(name, say=term.info):
+        instances.get(aws, name)
+        group = network.find_group(aws, name)
+        if group is None:
+            raise NotFoundError(
+                f"{name} has no dlenv security group",
+                f"`dlenv down {name}` and `dlenv up {name}` recreate it",
+            )
+        with translated(region=aws.region_name):
+            network.set_ssh_cidr(aws, group["GroupId"], cidr, group)
     return cidr

@@ -7,6 +7,7 @@ who keep state on an encrypted volume).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import stat
@@ -29,7 +30,8 @@ def state_dir() -> Path:
         path = user_state_path("dlenv", appauthor=False)
     if not path.is_dir():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.mkdir(mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # a race, or a file: checked below
+            path.mkdir(mode=0o700)
     check_private_dir(path, "dlenv's state directory")
     return path
 
