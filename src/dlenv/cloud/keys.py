@@ -186,7 +186,17 @@ def ensure_key_pair(
     path = private_key_path(env)
     in_ec2 = ec2_key_exists(aws, name)
     if in_ec2 and not path.is_file():
-        raise missing_key_error(env, aws.region_name)
+        # `up` gets here only when no instance has the name: the key pair is another machine's
+        # launch in progress, or what one left behind. `down` would undo the former, so the
+        # hint tells the two apart instead of offering it blindly.
+        raise SshError(
+            f"EC2 key pair {name} exists in {aws.region_name} with no instance named {env!r}, "
+            f"and its private key is not on this machine: another machine is launching {env!r} "
+            "right now, or a launch there left the key pair behind",
+            f"if another machine is launching it, wait and then use it from there (or bring its "
+            f"key here: `dlenv ssh-key import {env} FILE`); if it is a leftover, "
+            f"`dlenv down {env}` removes it; nothing was created",
+        )
     if not path.is_file():
         public = generate_local_key(path, comment=name)
     else:
