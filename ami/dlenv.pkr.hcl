@@ -66,7 +66,7 @@ locals {
   python = split(".", split(", python ", split("\n", local.provision)[1])[1])[0]
   # Scripts rendered without --cpu carry the GPU steps; the build then insists they ran.
   gpu           = length(split("\n# ---- step: nvidia-driver ", local.provision)) > 1
-  driver_branch = local.gpu ? split("\n", split("\ndlenv_driver_ok ", local.provision)[1])[0] : "none"
+  driver_branch = local.gpu ? split(" ", split("\n", split("\ndlenv_driver_ok ", local.provision)[1])[0])[0] : "none"
   cuda          = local.gpu ? split("\n", split("\" dlenv_nvcc_ok ", local.provision)[1])[0] : "none"
 
   created = timestamp()

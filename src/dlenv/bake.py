@@ -83,7 +83,7 @@ def bake(
     name = lifecycle.validate_name(name or builder_name())
     settings = copy.deepcopy(settings)
     settings.baked = False  # a builder always starts from the stock base image
-    itype = catalog.lookup(settings.instance, settings.region)
+    itype = catalog.launchable(settings.instance, settings.region)
     stack = load_stack()
     question = (
         f"Bake a dlenv image (stack {stack.fingerprint}, {settings.ami}, python {options.python}) "

@@ -124,7 +124,7 @@ def up(
     from dlenv.statefile import env_lock
 
     validate_name(name)
-    itype = catalog.lookup(settings.instance, settings.region)  # before any AWS call
+    itype = catalog.launchable(settings.instance, settings.region)  # before any AWS call
     cidr = network.resolve_ssh_cidr(  # validated before any AWS call; detected later
         settings.allow_cidr,
         None,
@@ -139,8 +139,11 @@ def up(
             None,
         )
         if existing is None:
+            _refuse_second_region(aws, name, settings)
             return _launch(aws, name, itype, cidr, settings, terminal, yes, wait_ssh, extra_tags)
         key = keys.private_key_path(name)
+        if key.is_file() and keys.home_region(name) is None:  # a key from before the record
+            keys.set_home_region(name, aws.region_name)
         if key.is_file():  # OpenSSH refuses a key others can read: fix it (one line) or refuse
             keys.check_private_key(key, terminal.warn)
         with_env_choices(settings, existing.tags, terminal)
@@ -183,12 +186,9 @@ def _launch(
     last line then says exactly what remains. Once it runs, an interrupt keeps the environment
     whole (instance, key, group) and says how to continue or remove it.
     """
-    from dlenv.cloud import catalog, instances, keys, launch, network, quota
+    from dlenv.cloud import instances, keys, launch, network, quota
 
     region = aws.region_name
-    warning = catalog.torch_support_warning(itype)
-    if warning:
-        terminal.warn(warning)
     with terminal.phase(f"checking {itype.name} in {region}"):
         zones = launch.check_offered(aws, itype.name)
         quota.preflight(
@@ -276,12 +276,35 @@ def _launch(
             _say_remains(aws, name, terminal, run.believed_left, ask_aws=finished)
         raise
     run.stop_watching()
+    keys.set_home_region(name, region)
     try:
         target = ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=wait_ssh)
     except BaseException:  # the environment is whole: keep it, say what is there
         _say_remains(aws, name, terminal, run.believed_left, kept=True)
         raise
     return UpResult(env, "launched", target)
+
+
+def _refuse_second_region(aws: Any, name: str, settings: Settings) -> None:
+    """Refuse `up NAME` here while this machine's NAME lives in another region.
+
+    `ssh dlenv-NAME`, the known_hosts alias and the private key name one environment per
+    machine; a second NAME elsewhere would share them (and a `down` of one would delete the
+    other's key). A record whose environment is gone is stale and simply replaced.
+    """
+    from dlenv.cloud import instances, keys
+    from dlenv.cloud.session import Aws
+
+    home = keys.home_region(name)
+    if home is None or home == aws.region_name or not keys.private_key_path(name).is_file():
+        return
+    there = instances.find(Aws(region=home, profile=settings.profile), name)
+    if there is not None:
+        raise UsageError(
+            f"{name} already exists in {home} ({there.instance_id}, {there.state}); one name "
+            "is one environment on this machine (`ssh dlenv-" + name + "` names one host)",
+            f"pick another name, or remove that one first: `dlenv down {name} --region {home}`",
+        )
 
 
 def _lose_if_not_first(aws: Any, name: str, mine: str, launch_time: Any) -> None:
@@ -786,7 +809,13 @@ def _down(
         sg_deleted = _delete_group_when_free(aws, name, group_id=found.security_group)
         done.add("security group")
     key_deleted = local_deleted = False
-    if found.key_pair and not keep_key:
+    home = keys.home_region(name)
+    if found.key_pair and not keep_key and home not in (None, aws.region_name):
+        # this machine's key serves NAME in `home`: only this region's key pair goes
+        terminal.note(f"kept the local key of {name}: it serves {name} in {home}")
+        key_deleted = keys.delete_key_pair(aws, name, keep_local=True)
+        done.update({"local key", "key pair"})
+    elif found.key_pair and not keep_key:
         # the local key first: an interrupt between the two leaves the EC2 key pair, which a
         # rerun finds (a local key alone might serve NAME in another region: never touched)
         local_deleted = bool(

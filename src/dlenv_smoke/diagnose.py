@@ -279,6 +279,35 @@ def driver_library_mismatch(obs: dict[str, Any]) -> Finding | None:
 
 
 @rule
+def cuda_not_ready(obs: dict[str, Any]) -> Finding | None:
+    """CUDA error 802, cudaErrorSystemNotReady: "the system is not yet ready to start any CUDA
+    work ... verify ... all required driver daemons are actively running" (CUDA runtime API).
+
+    On the NVSwitch machines (p4d, p4de, p5, p5e, p5en) that daemon is NVIDIA Fabric Manager:
+    without it nvidia-smi lists every GPU and looks healthy while every CUDA call fails, so
+    torch silently reports no GPU and the job falls back to the CPU.
+    """
+    text = _errors_text(obs)
+    if not re.search(
+        r"Error 802|error=802|system not yet initialized|cudaErrorSystemNotReady|"
+        r"CUDA_ERROR_SYSTEM_NOT_READY",
+        text,
+    ):
+        return None
+    seen = nvsmi.count_gpus_in_listing(_smi(obs).get("out"))
+    listed = f"nvidia-smi lists {seen} GPU{'s' if seen != 1 else ''} but " if seen else ""
+    return Finding(
+        "cuda_not_ready",
+        "error",
+        f'{listed}CUDA refuses to start with error 802 ("system not yet initialized"): on '
+        "NVSwitch machines (p4d, p4de, p5, p5e, p5en) NVIDIA Fabric Manager is not running.",
+        "Start it with `sudo systemctl enable --now nvidia-fabricmanager` (its version must "
+        "match the driver's exactly), or re-run `dlenv provision NAME`, which installs and "
+        "enables it; then check `nvidia-smi -q | grep -A2 Fabric` reads State: Completed.",
+    )
+
+
+@rule
 def driver_too_old(obs: dict[str, Any]) -> Finding | None:
     text = _errors_text(obs)
     torch_cuda = _torch(obs).get("cuda")
@@ -483,7 +512,7 @@ def gpu_busy(obs: dict[str, Any]) -> Finding | None:
     apps = [a for a in apps if a.get("pid") != obs.get("pid")]
     if not apps:
         return None
-    used = sum(a.get("used_memory") or 0 for a in apps)
+    used = sum(a.get("used_gpu_memory") or 0 for a in apps)  # the header's canonical name
     names = ", ".join(sorted({str(a.get("process_name")) for a in apps}))[:120]
     return Finding(
         "gpu_busy",

@@ -9,7 +9,8 @@ gpu-burn's comparison of results under load): a GPU that is fast but wrong must 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -49,6 +50,34 @@ def _timed(
     return (time.perf_counter() - t0) / reps, reps
 
 
+@contextmanager
+def full_fp32_matmul() -> Iterator[None]:
+    """FP32 matmuls on CUDA cores (TF32 off) inside the block, the caller's setting restored after.
+
+    torch 2.9+ has the `fp32_precision` API ('ieee' | 'tf32' | 'none'); once anything in the
+    process has set it, touching the legacy `torch.backends.cuda.matmul.allow_tf32` raises
+    ("mix of the legacy and new APIs"), so the legacy switches serve only a torch without it.
+    """
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        old = matmul.fp32_precision
+        matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = old
+        return
+    old_tf32 = matmul.allow_tf32
+    old_prec = torch.get_float32_matmul_precision()
+    matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        matmul.allow_tf32 = old_tf32
+        torch.set_float32_matmul_precision(old_prec)
+
+
 def check_matmul(
     a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, precision: str, rows: int = 64
 ) -> dict[str, Any]:
@@ -84,16 +113,11 @@ def matmul(
     a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
     b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
     c = torch.empty(n, n, device=device, dtype=dtype)
-    old_tf32 = torch.backends.cuda.matmul.allow_tf32
-    old_prec = torch.get_float32_matmul_precision()
-    try:
-        if precision == "fp32":
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.set_float32_matmul_precision("highest")
+    if precision == "fp32":
+        with full_fp32_matmul():
+            seconds, reps = _timed(lambda: torch.matmul(a, b, out=c), device, target_s)
+    else:
         seconds, reps = _timed(lambda: torch.matmul(a, b, out=c), device, target_s)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old_tf32
-        torch.set_float32_matmul_precision(old_prec)
     result: dict[str, Any] = {
         "precision": precision,
         "n": n,

@@ -207,6 +207,13 @@ def grade_entry(entry: dict[str, Any]) -> None:
     """Add datasheet peak, fraction and pass/warn/fail grade to each figure of a known GPU."""
     peak = peaks.lookup(entry["name"]) if entry["device"].startswith("cuda") else None
     entry["peak_table_row"] = peak.key if peak else None
+    profile = peaks.mig_profile(entry["name"])
+    if profile:
+        # Skipped, not scaled: a slice's SM share is known, but its memory bandwidth, L2 and
+        # copy engines follow its memory slices, and no datasheet lists a per-slice peak.
+        entry["not_graded"] = (
+            f"MIG slice {profile}: measured, not graded against the full GPU's datasheet peak"
+        )
     if peak is None:
         return
     pairs = [

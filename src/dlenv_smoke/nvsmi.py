@@ -41,7 +41,9 @@ CORE_FIELDS = (
 OPTIONAL_FIELDS = ("remapped_rows.pending", "remapped_rows.failure")
 """Fields older drivers reject ('not a valid field'); the probe retries without them."""
 
-APPS_FIELDS = ("pid", "process_name", "used_memory")
+APPS_FIELDS = ("pid", "process_name", "used_gpu_memory")
+"""Canonical names: `--help-query-compute-apps` lists `"used_gpu_memory" or "used_memory"`, and
+the CSV header always carries the canonical `used_gpu_memory [MiB]` whichever was asked for."""
 
 ALIASES = {
     "clocks.current.sm": "clocks.sm",
@@ -51,6 +53,12 @@ ALIASES = {
 }
 """nvidia-smi echoes the canonical name in the CSV header, not the alias that was queried
 (`clocks.sm` comes back as `clocks.current.sm`; R535+ renamed throttle to event reasons)."""
+
+TEXT_FIELDS = frozenset(
+    {"name", "pci.bus_id", "driver_version", "compute_cap", "vbios_version", "process_name"}
+)
+"""Fields kept as text even when they look like numbers: a real L40S capture reports driver
+`595.80`, which a float would turn into 595.8, and a compute capability is not a decimal."""
 
 THROTTLE_BITS = {
     0x1: "gpu_idle",
@@ -100,10 +108,14 @@ def query_apps_command() -> list[str]:
     return ["nvidia-smi", f"--query-compute-apps={','.join(APPS_FIELDS)}", "--format=csv,nounits"]
 
 
-def _value(text: str) -> Any:
+def _value(text: str, unit: str | None = None, field: str = "") -> Any:
     text = text.strip()
     if not text or text.startswith("[") or text in {"N/A", "Not Supported"}:
         return None  # "[N/A]", "[Not Supported]", "[Unknown Error]", "[Insufficient Permissions]"
+    if field in TEXT_FIELDS:
+        return text
+    if unit and text.endswith(f" {unit}"):
+        text = text[: -len(unit) - 1]  # `--format=csv` without nounits: "81559 MiB", "700.00 W"
     for kind in (int, float):
         try:
             return kind(text)
@@ -113,24 +125,29 @@ def _value(text: str) -> Any:
 
 
 def parse_csv(text: str | None) -> list[dict[str, Any]]:
-    """Rows of `nvidia-smi --query-* --format=csv,nounits` keyed by field name (units dropped).
+    """Rows of `nvidia-smi --query-* --format=csv[,nounits]` keyed by field name, units dropped.
 
     The header is kept (no `noheader`) so recorded outputs are self-describing and a field a
-    driver silently renamed cannot be read under the wrong name.
+    driver silently renamed cannot be read under the wrong name. Its `[MiB]`-style unit is also
+    stripped from the values, so plain `--format=csv` output (what most published captures and
+    bug reports hold) parses to the same numbers as the probe's `csv,nounits`.
     """
     if not text:
         return []
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     if len(lines) < 2:
         return []
-    header = [re.sub(r"\s*\[.*?\]\s*$", "", h.strip()) for h in lines[0].split(",")]
-    header = [ALIASES.get(h, h) for h in header]
+    names, units = [], []
+    for raw in lines[0].split(","):
+        field, _, unit = raw.strip().partition(" [")  # "memory.total [MiB]"
+        names.append(ALIASES.get(field.strip(), field.strip()))
+        units.append(unit.rstrip("]").strip() or None)
     rows = []
     for line in lines[1:]:
         cells = [c.strip() for c in line.split(",")]
-        if len(cells) != len(header):
+        if len(cells) != len(names):
             continue  # an error line ("No devices were found") or a name with a comma
-        rows.append({h: _value(c) for h, c in zip(header, cells, strict=True)})
+        rows.append({h: _value(c, u, h) for h, c, u in zip(names, cells, units, strict=True)})
     return rows
 
 

@@ -48,9 +48,11 @@ class GpuPeak:
 # GEMMs / torch copies reach in practice, deliberately a little conservative.
 PEAKS: tuple[GpuPeak, ...] = (
     GpuPeak("T4", ("t4",), (7, 5), 40, 1590, 64, 8.1, 65.0, 320.0, 70, 0.40, 0.50, 0.75),
-    # A10G: AWS's GA102 (72 SMs at 1710 MHz, same tensor rate per SM as the A10's 125 TFLOP/s);
-    # a 300 W board cap keeps large GEMMs near half of that.
-    GpuPeak("A10G", ("a10g",), (8, 6), 72, 1710, 128, 31.2, 125.0, 600.0, 300, 0.50, 0.55, 0.80),
+    # A10G: AWS's own GA102, not the A10: a real g5 reports 80 SMs (torch's
+    # multi_processor_count=80), not the A10's 72, and its tensor cores run bf16/fp16 with FP32
+    # accumulation at half the A10's rate per SM (70 TFLOP/s dense at 1710 MHz, against the A10's
+    # 125), the GeForce-style rate; its CUDA-core FP32 is higher (35 TFLOP/s).
+    GpuPeak("A10G", ("a10g",), (8, 6), 80, 1710, 128, 35.0, 70.0, 600.0, 300, 0.70, 0.55, 0.80),
     GpuPeak("L40S", ("l40s",), (8, 9), 142, 2520, 128, 91.6, 362.0, 864.0, 350, 0.55, 0.55, 0.80),
     GpuPeak("L4", ("l4",), (8, 9), 58, 2040, 128, 30.3, 121.0, 300.0, 72, 0.40, 0.50, 0.80),
     GpuPeak("V100", ("v100",), (7, 0), 80, 1530, 64, 15.7, 125.0, 900.0, 300, 0.70, 0.85, 0.85),
@@ -128,8 +130,24 @@ WARN_OF_TYPICAL = 0.50
 throttling, a degraded link, another job on the GPU)."""
 
 
+def mig_profile(device_name: str) -> str | None:
+    """The MIG profile ('3g.40gb') of a MIG device name, None for a whole GPU.
+
+    CUDA names a MIG instance after its parent plus the profile ('NVIDIA H100 80GB HBM3 MIG
+    3g.40gb'), and a CUDA process sees at most one such instance.
+    """
+    match = re.search(r"\bMIG\s+(\d+g\.\d+gb\S*)", device_name, flags=re.I)
+    return match.group(1) if match else None
+
+
 def lookup(device_name: str) -> GpuPeak | None:
-    """The table row for a device name such as 'NVIDIA H100 80GB HBM3' (None if unknown)."""
+    """The table row for a device name such as 'NVIDIA H100 80GB HBM3' (None if unknown).
+
+    A MIG slice gets None: its SMs, memory bandwidth and copy engines are a fraction of the
+    full GPU's set by its profile, so the full GPU's datasheet peak would grade it a failure.
+    """
+    if mig_profile(device_name):
+        return None
     words = set(re.split(r"[^a-z0-9]+", device_name.lower()))
     for peak in PEAKS:
         if all(part in words for part in peak.match):

@@ -209,6 +209,8 @@ def render_text(report: dict[str, Any]) -> str:
                 + (f", peak table: {e['peak_table_row']}" if e.get("peak_table_row") else "")
                 + ")"
             )
+            if e.get("not_graded"):
+                lines.append(f"    {e['not_graded']}")
             if e.get("matmul"):
                 m = e["matmul"]
                 lines.append(

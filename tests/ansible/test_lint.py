@@ -148,6 +148,9 @@ def _expected_files(python: str) -> tuple[dict[str, object], dict[Path, str]]:
         files / "dlenv-cuda.sh.j2": _heredoc(
             gpu["cuda-toolkit"].apply, "/etc/profile.d/dlenv-cuda.sh"
         ),
+        files / "dlenv-nvidia-persistence.service.j2": _heredoc(
+            gpu["nvidia-driver"].apply, "/etc/systemd/system/dlenv-nvidia-persistence.service"
+        ),
         roles / "python_env/templates/dlenv-python.sh.j2": _heredoc(
             steps["python-env"].apply, "/etc/profile.d/dlenv-python.sh"
         ),

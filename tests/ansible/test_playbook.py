@@ -356,6 +356,9 @@ def test_gpu_roles_on_a_host_with_driver_and_toolkit_installed(story) -> None:  
     first = gpu_playbook()
     _assert_ok(first, "b")
     assert first.changed_tasks() == [
+        # a runfile driver has no nvidia-persistenced unit: dlenv's own one, so that persistence
+        # comes back at every boot (issue 17 item 5)
+        "nvidia_driver : Install dlenv's persistence unit (no nvidia-persistenced unit)",
         "nvidia_driver : Turn persistence mode on (no nvidia-persistenced unit)",
         "cuda : Put nvcc on PATH for login shells",
     ]

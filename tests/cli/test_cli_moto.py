@@ -65,6 +65,7 @@ def test_lifecycle_journey(cli):
         (["up", "Bad_Name", "--yes"], 2, "is not valid"),
         (["up", "bad5", "--disk", "2", "--yes"], 2, "out of range"),
         (["up", "bad6", "--ami", "ami-0000000000000000f", "--yes"], 2, "does not exist"),
+        (["up", "bad7", "-t", "p3.2xlarge", "--yes"], 2, "p3.2xlarge is not supported"),
         (["down", "nosuch", "--yes"], 1, "no environment named 'nosuch'"),
         (["ssh", "nosuch"], 1, "no environment named 'nosuch'"),
         (["stop", "nosuch"], 1, "no environment named 'nosuch'"),
@@ -103,10 +104,43 @@ def test_missing_region(cli):
     assert r.code == 2 and "no AWS region configured" in r.err and "--region" in r.err
 
 
+def test_volta_is_refused_before_any_aws_call(cli, tmp_path):
+    """No credentials and a dead endpoint: had `up`/`bake` asked AWS anything first, the error
+    would be about credentials or the connection, not the GPU."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SESSION_TOKEN": "",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    }
+    for args in (
+        ("up", "volta", "-t", "p3.2xlarge", "--yes"),
+        ("up", "volta", "-t", "p3dn.24xlarge", "--yes"),
+    ):
+        r = cli(*args, env=env)
+        assert r.code == 2, (r.out, r.err)
+        errors = [ln for ln in r.err.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "is not supported" in errors[0] and "sm_70" in errors[0]
+        assert "g4dn (T4, sm_75" in r.err and "Traceback" not in r.err
+        assert "credentials" not in r.err
+
+
 def test_prices_and_config_need_no_aws(cli):
     r = cli("prices", "--json", "--family", "p5")
     data = json.loads(r.out)
     assert {t["type"] for t in data["types"]} == {"p5.4xlarge", "p5.48xlarge"}
+    volta = json.loads(cli("prices", "--json", "--family", "p3").out)
+    assert volta["types"] == [] and {u["type"] for u in volta["unsupported"]} == {
+        "p3.2xlarge",
+        "p3.8xlarge",
+        "p3.16xlarge",
+    }
+    table = cli("prices")
+    assert table.code == 0 and "g4dn.xlarge" in table.out and "p3.2xlarge" not in table.out
+    assert "not listed: p3" in table.err and "CUDA 13" in table.err
     (cli.home.parent / "config").mkdir()
     (cli.home.parent / "config" / "dlenv.toml").write_text('instance = "g5.xlarge"\ndisk = 200\n')
     cfg = json.loads(cli("config", "--json", env={"DLENV_DISK": "300"}).out)

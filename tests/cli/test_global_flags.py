@@ -227,7 +227,9 @@ def test_command_level_wins_over_global(eu):
 def test_lifecycle_both_ways_acts_in_the_given_region_only(eu):
     """The reported bug: `dlenv --region eu-west-1 down r1` terminated r1 in us-east-1."""
     name = "gfdup"
-    here = eu("up", name, "--no-provision", "--yes")  # us-east-1, the default
+    # the us-east-1 copy is another machine's (one name is one environment per machine)
+    elsewhere = {"DLENV_STATE_DIR": str(eu.home.parent / "other machine")}
+    here = eu("up", name, "--no-provision", "--yes", env=elsewhere)  # us-east-1, the default
     assert here.code == 0, here.err
     there = eu("--region", REGION, "up", name, "--no-provision", "--yes")
     assert there.code == 0, there.err
@@ -246,6 +248,6 @@ def test_lifecycle_both_ways_acts_in_the_given_region_only(eu):
         assert dlenv_resources(REGION, name, eu.endpoint)["instances"] == []
         assert len(dlenv_resources("us-east-1", name, eu.endpoint)["instances"]) == 1
     finally:
-        eu("down", name, "--yes")
+        eu("down", name, "--yes", env=elsewhere)
         eu("down", name, "--yes", "--region", REGION)
     assert dlenv_resources("us-east-1", name, eu.endpoint)["instances"] == []

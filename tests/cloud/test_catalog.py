@@ -44,10 +44,27 @@ def test_quota_codes_by_family():
     assert (p.quota(False).code, p.quota(True).code) == ("L-417A185B", "L-7212CCBC")
 
 
-def test_torch_warning_for_volta_only():
-    assert "no kernel image" in catalog.torch_support_warning(catalog.lookup("p3.2xlarge"))
-    for ok in ("g4dn.xlarge", "g5.xlarge", "p5.48xlarge"):
-        assert catalog.torch_support_warning(catalog.lookup(ok)) is None
+@pytest.mark.parametrize("name", ["p3.2xlarge", "p3.8xlarge", "p3.16xlarge", "p3dn.24xlarge"])
+def test_volta_types_are_refused_for_launch(name):
+    """CUDA 13 and the cu130 torch wheels dropped Volta (sm_70) and the open kernel modules
+    need Turing's GSP: every p3 type is refused, in one line saying why and what to pick."""
+    with pytest.raises(UsageError) as err:
+        catalog.launchable(name)
+    assert err.value.exit_code == 2
+    assert f"{name} is not supported" in err.value.message and "sm_70" in err.value.message
+    assert "CUDA 13" in err.value.message and "open kernel modules" in err.value.message
+    assert "g4dn (T4, sm_75" in err.value.hint
+    assert catalog.lookup(name).gpu.startswith("V100")  # still known: quotas and status read it
+
+
+def test_every_other_type_is_launchable():
+    """T4 (sm_75) is the oldest GPU the stack keeps; all non-Volta types launch."""
+    for t in catalog.all_types():
+        if t.name.startswith("p3"):
+            continue
+        assert catalog.unsupported_reason(t) is None, t.name
+        assert catalog.launchable(t.name).name == t.name
+    assert catalog.launchable("g4dn.xlarge").compute_capability == "7.5"
 
 
 def test_prices_are_plausible_and_dated():

@@ -19,7 +19,7 @@ from dlenv.provision.steps import build_steps
 from harness.recorded import CASES, DATA
 
 CASE_FILES = sorted((CASES / "checks").glob("*.json"))
-STUBBED_ALWAYS = ("nvidia-smi", "nvcc")
+STUBBED_ALWAYS = ("nvidia-smi", "nvcc", "systemctl")
 
 
 def _stub(directory: Path, command: str, rules: list[dict[str, object]]) -> None:

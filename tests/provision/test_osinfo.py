@@ -9,6 +9,7 @@ from dlenv.provision.manifest import load_stack
 from dlenv.provision.osinfo import (
     kernel_flavour,
     nvidia_devices,
+    nvswitch_devices,
     parse_nvcc_version,
     parse_nvidia_smi_query,
     parse_os_release,
@@ -42,6 +43,44 @@ def test_os_release(name: str, key: str) -> None:
 )
 def test_nvidia_gpu_detection(lspci: str, gpus: list[str]) -> None:
     assert list(nvidia_devices((DATA / "lspci" / f"{lspci}.txt").read_text())) == gpus
+
+
+@pytest.mark.parametrize(
+    ("lspci", "switches", "gpus", "has_nvswitch"),
+    [
+        # NVIDIA's Fabric Manager user guide, HGX H100 / HGX A100 baseboards (data/README.md)
+        (
+            "p5-h100-nvswitch",
+            ["07:00.0 10de:22a3", "08:00.0 10de:22a3", "09:00.0 10de:22a3", "0a:00.0 10de:22a3"],
+            8,
+            True,
+        ),
+        (
+            "p4d-a100-nvswitch",
+            [f"{b}:00.0 10de:1af1" for b in ("6d", "6e", "6f", "70", "71", "72")],
+            8,
+            True,
+        ),
+        ("g4dn-t4", [], 1, False),
+        ("g5-a10g", [], 1, False),
+        # an NVSwitch without any GPU on the bus is no reason for Fabric Manager
+        ("nvswitch-only", ["10:00.0 10de:1af1"], 0, False),
+    ],
+)
+def test_nvswitch_detection(lspci: str, switches: list[str], gpus: int, has_nvswitch: bool) -> None:
+    """Issue 17 item 1: NVSwitches (class 0680 NVIDIA bridges) are a fact of the probe."""
+    text = (DATA / "lspci" / f"{lspci}.txt").read_text()
+    assert list(nvswitch_devices(text)) == switches
+    assert len(nvidia_devices(text)) == gpus
+    facts = facts_for("ubuntu-24.04", "6.8.0-1015-aws x86_64", lspci)
+    assert facts.nvswitch_pci == tuple(switches)
+    assert facts.has_nvswitch is has_nvswitch
+
+
+def test_nvswitch_detection_from_the_sysfs_fallback() -> None:
+    """Without pciutils the probe prints `<addr> <class>: <vendor>:<device>` from sysfs."""
+    text = "0000:07:00.0 0680: 10de:22a3\n0000:1b:00.0 0302: 10de:2330\n"
+    assert nvswitch_devices(text) == ("0000:07:00.0 10de:22a3",)
 
 
 @pytest.mark.parametrize(

@@ -77,6 +77,16 @@ def test_a_working_driver_and_cuda_are_kept(host_pool) -> None:  # type: ignore[
     assert {s.name: s.status for s in again.plan if s.name in GPU_STEPS} == dict.fromkeys(
         GPU_STEPS, "done"
     )
+    # issue 17 item 5: the runfile driver has no nvidia-persistenced unit, so dlenv's boot-time
+    # unit keeps persistence on; a reboot (persistence lost) leaves the step done, and the unit
+    # turns persistence back on as the boot would.
+    unit = host.exec("systemctl is-enabled dlenv-nvidia-persistence", check=True)
+    assert unit.stdout.strip() == "enabled"
+    host.exec("rm -f /var/lib/fake-nvidia/persistence", check=True)  # as after a reboot
+    after_boot = _provision(host, plan_only=True)
+    assert {s.name: s.status for s in after_boot.plan}["nvidia-driver"] == "done"
+    host.exec("systemctl restart dlenv-nvidia-persistence", check=True)
+    assert host.exec("cat /var/lib/fake-nvidia/persistence").stdout.strip() == "Enabled"
 
 
 def test_another_branch_installed_outside_apt_is_not_overwritten(host_pool) -> None:  # type: ignore[no-untyped-def]

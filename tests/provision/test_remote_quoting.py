@@ -324,7 +324,10 @@ TRUSTED_ROOTS = {
     "smoke_tar_b64",
     "idle_minutes",
     "conda_dist_name",  # must be a key of the manifest's [conda.dist] (Stack.conda_dist)
-    # per-OS driver data: manifest values + the kernel flavour, matched by [a-z0-9-]+ (osinfo)
+    "fabricmanager_packages",  # [nvidia] fabricmanager_packages with the manifest's branch
+    "fm_service",  # [nvidia] fabricmanager_service
+    # per-OS driver data: manifest values + the kernel flavour, matched by [a-z0-9-]+ (osinfo),
+    # and the kernel release, used only when it matches KERNEL_RELEASE (steps)
     "variant",
     # dlenv's own files (provision/files), rendered with a checked user; a heredoc delimiter
     # line in them is refused by render_file
@@ -334,6 +337,7 @@ TRUSTED_ROOTS = {
     "idle_service",
     "idle_timer",
     "jupyter_unit",
+    "persistence_unit",
 }
 
 

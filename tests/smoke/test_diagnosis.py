@@ -45,6 +45,7 @@ def test_every_rule_is_exercised_by_some_case():
         "no_nvidia_device",
         "driver_not_loaded",
         "driver_library_mismatch",
+        "cuda_not_ready",
         "driver_too_old",
         "cpu_only_torch",
         "arch_missing",
@@ -61,7 +62,7 @@ def test_every_rule_is_exercised_by_some_case():
         "pcie_below_max",
     }
     assert codes_in_rules <= seen, codes_in_rules - seen
-    assert len(diagnose.RULES) == 18
+    assert len(diagnose.RULES) == 19
 
 
 def test_findings_are_sorted_most_severe_first():
@@ -78,6 +79,14 @@ def test_messages_name_the_specifics():
     assert "470.256.02" in old.message and "11.4" in old.message and "12.8" in old.message
     pcie = by_case["pcie_degraded_under_load"][0]
     assert "Gen3 x8" in pcie.message and "Gen4 x16" in pcie.message
+    # a real capture: `used_memory` comes back under its canonical header `used_gpu_memory [MiB]`
+    busy = by_case["gpu_busy_other_processes"][0]
+    assert "3 other processes" in busy.message and "19798 MiB" in busy.message, busy
+    assert "./gpu_burn" in busy.message and "/root/tools/memhog" in busy.message
+    fm = by_case["cuda_error_802_no_fabric_manager"][0]
+    assert "nvidia-smi lists 1 GPU but" in fm.message and "Fabric Manager" in fm.message
+    assert "sudo systemctl enable --now nvidia-fabricmanager" in fm.fix
+    assert "dlenv provision NAME" in fm.fix
     shm = by_case["container_small_shm"][0]
     assert "64 MiB" in shm.message and "--shm-size" in shm.fix
     fewer = {f.code: f for f in by_case["fewer_gpus_fallen_off_bus"]}

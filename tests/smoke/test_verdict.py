@@ -19,10 +19,10 @@ from smoke.smokejob import DATA, load_case
 H100 = "NVIDIA H100 80GB HBM3"
 
 
-def gpu_results(tflops=760.0, fp32=52.0, gbps=2950.0, corrupt=False, allreduce=None):
+def gpu_results(tflops=760.0, fp32=52.0, gbps=2950.0, corrupt=False, allreduce=None, name=H100):
     entry = {
         "device": "cuda:0",
-        "name": H100,
+        "name": name,
         "matmul": {
             "precision": "bf16",
             "n": 8192,
@@ -69,7 +69,7 @@ def gpu_results(tflops=760.0, fp32=52.0, gbps=2950.0, corrupt=False, allreduce=N
     return {"train": train, "figures": {"devices": [entry]}, "allreduce": allreduce}
 
 
-def run_judge(results, case="healthy_h100", **opts):
+def run_judge(results, case="healthy_h100", names=(H100,), **opts):
     obs = load_case(DATA / "diagnosis" / case)
     phases = {n: PhaseResult(n, "ok", 1.0, 60.0) for n in ("probe", "torch", "train", "figures")}
     return judge(
@@ -77,7 +77,7 @@ def run_judge(results, case="healthy_h100", **opts):
         obs=obs,
         kind="cuda",
         devices=["cuda:0"],
-        names=[H100],
+        names=list(names),
         results=results,
         phases=phases,
         findings=diagnose.diagnose(obs),
@@ -95,7 +95,23 @@ def test_healthy_h100_passes_with_graded_figures():
     assert fig["matmul"]["grade"] == "pass" and fig["bandwidth"]["grade"] == "pass"
     text = render_text(report)
     assert "PASS: deep learning works on 1 GPU (NVIDIA H100 80GB HBM3)" in text
-    assert "77% of 989.4 peak" in text and "PCIe Gen1 x16 (max Gen5 x16)" in text
+    assert "77% of 989.4 peak" in text and "PCIe Gen5 x16 (max Gen5 x16)" in text
+
+
+def test_mig_slice_is_measured_but_not_graded_against_the_full_gpu():
+    """A 3g.40gb slice has 60 of the H100's 132 SMs: 330 TFLOP/s is healthy for it, but 33 % of
+    the full GPU's peak would grade it a failure (recorded real MIG capture, driver 590.48.01)."""
+    mig = "NVIDIA H100 80GB HBM3 MIG 3g.40gb"
+    report = run_judge(
+        gpu_results(tflops=330.0, fp32=24.0, gbps=1300.0, name=mig),
+        case="mig_h100_slice",
+        names=(mig,),
+    )
+    assert report["verdict"] == "pass", report["reasons"]
+    fig = report["figures"]["devices"][0]
+    assert fig["peak_table_row"] is None and "grade" not in fig["matmul"]
+    assert "MIG slice 3g.40gb" in fig["not_graded"]
+    assert "not graded against the full GPU" in render_text(report)
 
 
 def test_silent_corruption_fails():

@@ -39,9 +39,11 @@ def prices(app, refresh: bool, families: tuple[str, ...], as_json: bool, **aws_f
         app.terminal.success(
             f"cached {len(record['prices'])} prices for {region} ({record['fetched']})"
         )
-    types = [
+    listed = [
         t for t in catalog.all_types(region) if not families or t.name.split(".")[0] in families
     ]
+    types = [t for t in listed if catalog.unsupported_reason(t) is None]
+    refused = [t for t in listed if catalog.unsupported_reason(t) is not None]
     if as_json:
         date, shipped_region = catalog.shipped_price_info()
         app.terminal.json(
@@ -49,6 +51,9 @@ def prices(app, refresh: bool, families: tuple[str, ...], as_json: bool, **aws_f
                 "region": region,
                 "shipped_prices": {"date": date, "region": shipped_region},
                 "types": [t.as_dict() for t in types],
+                "unsupported": [
+                    {"type": t.name, "reason": catalog.unsupported_reason(t)} for t in refused
+                ],
             }
         )
         return
@@ -68,3 +73,9 @@ def prices(app, refresh: bool, families: tuple[str, ...], as_json: bool, **aws_f
     app.terminal.note(
         f"prices: {'; '.join(sources)}. `dlenv prices --refresh --region R` updates them."
     )
+    if refused:
+        gpus = sorted({f"{t.gpu} sm_{t.compute_capability.replace('.', '')}" for t in refused})
+        app.terminal.note(
+            f"not listed: {', '.join(t.name for t in refused)} ({', '.join(gpus)}): CUDA 13 "
+            "and the stack's torch wheels no longer support that GPU."
+        )

@@ -18,9 +18,12 @@ from dlenv.errors import UsageError
 
 DATA = Path(__file__).parent / "data" / "instance_types.json"
 
-# Current torch CUDA 12.8+/13 wheels build kernels for sm_75 and newer only: V100 (sm_70) and
-# older need an older pinned stack.
-DEFAULT_MIN_COMPUTE_CAPABILITY = "7.5"
+MIN_COMPUTE_CAPABILITY = "7.5"
+"""The oldest GPU the pinned stack runs on: Turing (T4, sm_75). CUDA 13.0 removed offline
+compilation and library support for Maxwell, Pascal and Volta, PyTorch's cu130 wheels build
+sm_75 and newer only, and the open kernel modules of the pinned 580 driver need a GPU System
+Processor, which arrived with Turing: a V100 (sm_70) has no driver flavour, no CUDA and no
+torch kernels in this stack."""
 
 
 @dataclass(frozen=True)
@@ -156,14 +159,26 @@ def _cc_tuple(cc: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
-def torch_support_warning(
-    itype: InstanceType, min_cc: str = DEFAULT_MIN_COMPUTE_CAPABILITY
-) -> str | None:
-    """A warning when the stack's torch wheels carry no kernels for this GPU generation."""
-    if _cc_tuple(itype.compute_capability) >= _cc_tuple(min_cc):
+def unsupported_reason(itype: InstanceType) -> str | None:
+    """Why the pinned stack cannot run this type's GPU, or None when it can."""
+    if _cc_tuple(itype.compute_capability) >= _cc_tuple(MIN_COMPUTE_CAPABILITY):
         return None
     return (
-        f"{itype.name} has {itype.gpu} (compute capability {itype.compute_capability}); the "
-        f"stack's torch wheels need >= {min_cc} and will fail with 'no kernel image is "
-        f"available'. Pick a g4dn/g5/g6 type, or pin an older stack (torch built with CUDA 12.6 or older)."
+        f"{itype.name} is not supported: its {itype.gpu} ({itype.gpu_arch}, sm_"
+        f"{itype.compute_capability.replace('.', '')}) is dropped by CUDA 13 and PyTorch's cu130 "
+        "wheels, and the open kernel modules of the 580 driver do not drive it"
     )
+
+
+def launchable(name: str, region: str | None = None) -> InstanceType:
+    """`lookup` for a type about to be launched: refuses a GPU the stack cannot run, before any
+    AWS call, instead of a launch that bills for hours and fails at the first CUDA kernel."""
+    itype = lookup(name, region)
+    reason = unsupported_reason(itype)
+    if reason:
+        raise UsageError(
+            reason,
+            "pick g4dn (T4, sm_75, the cheapest supported GPU), g5 (A10G) or g6 (L4) for one "
+            "GPU, or p4d/p5 for 8 (`dlenv prices` lists them)",
+        )
+    return itype

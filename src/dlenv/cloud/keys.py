@@ -21,6 +21,7 @@ keyFingerprint, and the EC2 user guide's "verify the fingerprint" commands):
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,7 +192,7 @@ def ensure_key_pair(
         # hint tells the two apart instead of offering it blindly.
         raise SshError(
             f"EC2 key pair {name} exists in {aws.region_name} with no instance named {env!r}, "
-            f"and its private key is not on this machine: another machine is launching {env!r} "
+            f"and its private key is not on this machine ({path}): another machine is launching {env!r} "
             "right now, or a launch there left the key pair behind",
             f"if another machine is launching it, wait and then use it from there (or bring its "
             f"key here: `dlenv ssh-key import {env} FILE`); if it is a leftover, "
@@ -231,12 +232,46 @@ def delete_key_pair(aws: Any, env: str, *, keep_local: bool = False) -> bool:
 
 
 def delete_local_key(env: str) -> bool:
-    """Remove ENV's private key and .pub from this machine; True if the private key was there."""
+    """Remove ENV's private key, .pub and home-region record; True if the private key was there."""
     path = private_key_path(env)
     existed = path.is_file()
-    for p in (path, path.with_suffix(".pub")):
+    for p in (path, path.with_suffix(".pub"), home_region_path(env)):
         p.unlink(missing_ok=True)
     return existed
+
+
+# ---- which region's environment the local key belongs to -------------------------------------
+# Names are per machine, not per region: `ssh dlenv-NAME`, the known_hosts alias and the key file
+# name one host. The region of the environment a local key serves is recorded beside it, so that
+# `up NAME` in a second region is refused while the first still exists (it would share the alias
+# and the key), and `down NAME` in another region never deletes the key the first one needs.
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+
+
+def home_region_path(env: str) -> Path:
+    return private_key_path(env).with_suffix(".region")
+
+
+def home_region(env: str) -> str | None:
+    """The region recorded for ENV's local key (None: not recorded, or unreadable/malformed)."""
+    from dlenv.errors import StateFileError
+    from dlenv.statefile import read_text
+
+    try:
+        text = read_text(home_region_path(env), what="key region record")
+    except StateFileError:
+        return None
+    region = (text or "").strip()
+    return region if _REGION.fullmatch(region) else None
+
+
+def set_home_region(env: str, region: str) -> None:
+    """Record that ENV's local key serves the environment in `region` (atomic, 0600)."""
+    from dlenv.statefile import atomic_write
+
+    if _REGION.fullmatch(region) and private_key_path(env).is_file():
+        atomic_write(home_region_path(env), region + "\n", mode=0o600)
 
 
 def key_pair_tags(aws: Any, env: str) -> dict[str, str] | None:
@@ -533,6 +568,8 @@ def import_private_key(aws: Any, env: str, file: Path, *, force: bool = False) -
             os.chmod(path, 0o600)
             if not path.with_suffix(".pub").is_file():
                 path.with_suffix(".pub").write_text(f"{local.public} {name}\n")
+            if home_region(env) is None:
+                set_home_region(env, aws.region_name)
             return ImportResult(path, local.sha256, changed=False)
         if not force:
             what = existing.sha256 if existing is not None else "an unreadable file"
@@ -541,6 +578,7 @@ def import_private_key(aws: Any, env: str, file: Path, *, force: bool = False) -
                 "pass --force to replace it with the key EC2 holds",
             )
     _write_private(path, local.openssh_private(), f"{local.public} {name}")
+    set_home_region(env, aws.region_name)
     return ImportResult(path, local.sha256, changed=True)
 
 
@@ -580,7 +618,7 @@ def list_keys(aws: Any) -> list[KeyStatus]:
     local = {
         p.name.removeprefix(prefix): p
         for p in keys_dir().glob(f"{prefix}*")
-        if p.is_file() and not p.name.endswith((".pub", ".tmp"))
+        if p.is_file() and not p.name.endswith((".pub", ".tmp", ".region"))
     }
     remote = {k.name.removeprefix(prefix): k for k in describe_ec2_keys(aws)}
     rows = []

@@ -16,6 +16,11 @@ from dlenv.errors import ProvisionError
 NVIDIA_PCI_VENDOR = "10de"
 # PCI classes of display/3D controllers (0300 VGA, 0302 3D controller: data-centre GPUs).
 _GPU_CLASSES = ("0300", "0302")
+# NVSwitches sit on the PCI bus as NVIDIA devices of class 0680 ("Bridge", other bridge): NVIDIA's
+# Fabric Manager user guide lists them on HGX-2 (10de:1ac2), HGX A100 (10de:1af1) and HGX H100/H200
+# (10de:22a3) baseboards. Class, not device id, decides, so a later generation is found too.
+# (HGX B200/B300 reach their NVSwitches through a ConnectX-7 bridge instead; not detected here.)
+NVSWITCH_CLASS = "0680"
 
 PROBE = r"""
 echo "@@os-release"; cat /etc/os-release 2>/dev/null || true
@@ -50,6 +55,7 @@ class HostFacts:
     kernel: str = ""
     arch: str = "x86_64"
     nvidia_pci: tuple[str, ...] = ()
+    nvswitch_pci: tuple[str, ...] = ()
     nvidia_smi: str = ""
     systemd: bool = True
     user: str = ""
@@ -59,6 +65,11 @@ class HostFacts:
     @property
     def has_nvidia_gpu(self) -> bool:
         return bool(self.nvidia_pci) or bool(self.nvidia_smi.strip())
+
+    @property
+    def has_nvswitch(self) -> bool:
+        """GPUs behind NVSwitches: Fabric Manager must run before CUDA can use them (error 802)."""
+        return self.has_nvidia_gpu and bool(self.nvswitch_pci)
 
     @property
     def kernel_flavour(self) -> str:
@@ -92,16 +103,25 @@ def kernel_flavour(release: str) -> str:
     return match.group(1) if match else ""
 
 
-def nvidia_devices(lspci_n: str) -> tuple[str, ...]:
-    """NVIDIA display/3D controllers in `lspci -n` output (`00:1e.0 0302: 10de:1eb8 (rev a1)`)."""
+def _nvidia_pci(lspci_n: str, classes: tuple[str, ...]) -> tuple[str, ...]:
     found = []
     for line in lspci_n.splitlines():
         match = re.match(
             r"^(\S+)\s+(?:Class\s+)?([0-9a-f]{4}):\s+([0-9a-f]{4}):([0-9a-f]{4})", line.strip()
         )
-        if match and match.group(3) == NVIDIA_PCI_VENDOR and match.group(2) in _GPU_CLASSES:
+        if match and match.group(3) == NVIDIA_PCI_VENDOR and match.group(2) in classes:
             found.append(f"{match.group(1)} {match.group(3)}:{match.group(4)}")
     return tuple(found)
+
+
+def nvidia_devices(lspci_n: str) -> tuple[str, ...]:
+    """NVIDIA display/3D controllers in `lspci -n` output (`00:1e.0 0302: 10de:1eb8 (rev a1)`)."""
+    return _nvidia_pci(lspci_n, _GPU_CLASSES)
+
+
+def nvswitch_devices(lspci_n: str) -> tuple[str, ...]:
+    """NVIDIA NVSwitches in `lspci -n` output (`07:00.0 0680: 10de:22a3 (rev a1)`)."""
+    return _nvidia_pci(lspci_n, (NVSWITCH_CLASS,))
 
 
 def parse_nvidia_smi_query(text: str) -> list[dict[str, str]]:
@@ -157,6 +177,7 @@ def parse_facts(output: str) -> HostFacts:
         kernel=uname[0] if uname else "",
         arch=uname[1] if len(uname) > 1 else "",
         nvidia_pci=pci,
+        nvswitch_pci=nvswitch_devices(s.get("lspci", "")),
         nvidia_smi=s.get("nvidia-smi", "").strip(),
         systemd=s.get("systemd", "").strip() == "yes",
         user=user_lines[0] if user_lines else "",

@@ -152,13 +152,27 @@ def step_script(step: Step) -> str:
                 f"  [ -e /run/dlenv/reboot-required ] && exit {REBOOT_EXIT}",
                 f'  {check} || {{ dlenv_log "{step.name}: applied, but its check still fails"; exit 1; }}',
                 "fi",
-                "mkdir -p /var/lib/dlenv/steps",
-                f'echo "$DLENV_FINGERPRINT {step.digest} $(date -u +%Y-%m-%dT%H:%M:%SZ)" '
-                f"> /var/lib/dlenv/steps/{step.name}",
+                record_script([step]).rstrip("\n"),
             ]
         )
         + "\n"
     )
+
+
+def record_script(steps: Sequence[Step]) -> str:
+    """Record steps as done on the host (fingerprint, step digest, time), as every channel does.
+
+    Also used for steps whose check already passes at plan time but that carry no record: a run
+    cut off after a step's apply finished on the host but before it wrote its record (the
+    connection dropped) leaves exactly that, and the rerun must not leave the step unrecorded.
+    """
+    lines = ["mkdir -p /var/lib/dlenv/steps"]
+    lines += [
+        f'echo "$DLENV_FINGERPRINT {step.digest} $(date -u +%Y-%m-%dT%H:%M:%SZ)" '
+        f"> /var/lib/dlenv/steps/{step.name}"
+        for step in steps
+    ]
+    return "\n".join(lines) + "\n"
 
 
 VERSIONS_SCRIPT = """for d in torch torchvision jupyterlab ipykernel; do
@@ -270,6 +284,11 @@ class HostRun:
             r.ok = True
             r.seconds = time.monotonic() - start
             return r
+        unrecorded = [
+            s for s in stepset.active() if checks.get(s.name) == "0" and s.name not in facts.records
+        ]
+        if unrecorded:  # done on the host (an earlier run cut off before its record): record
+            self._sudo(stepset.prelude + record_script(unrecorded))
         pending = [s for s in stepset.active() if checks.get(s.name) != "0"]
         self._upload(pending)
         for step in pending:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import tarfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,6 +39,8 @@ BASE_PACKAGES = (
     "bzip2",
     "git",
 )
+KERNEL_RELEASE = re.compile(r"[0-9][0-9A-Za-z.+~_-]*")
+"""A `uname -r` value safe to render into a step (`6.8.0-1015-aws`, `6.1.0-37-cloud-amd64`)."""
 REBOOT_EXIT = 100
 """Exit code of the runner's step wrapper (never of an apply) when the apply left the
 /run/dlenv/reboot-required marker: the runner reboots, reconnects and re-checks the step."""
@@ -315,6 +318,14 @@ def build_context(
         "cuda_repo": options.profile == "vm" and not options.cpu,
     }
     ctx["driver_variants"] = _driver_variants(stack, facts)
+    # NVSwitch: a fact of the probe when the host is known (the plan shows Fabric Manager only
+    # where it belongs); None = decided on the host at run time (Dockerfile, Packer, scripts).
+    ctx["nvswitch"] = facts.has_nvswitch if facts else None
+    nv = s["nvidia"]
+    ctx["fabricmanager_packages"] = [
+        p.format(branch=nv["driver_branch"]) for p in nv["fabricmanager_packages"]
+    ]
+    ctx["fabricmanager_service"] = nv["fabricmanager_service"]
     # Files the steps install come from provision/files/*.j2, which the Ansible roles render
     # too (same variables), so both channels write byte-identical files (checks `cmp` them).
     files = file_context(stack, prefix, user, options.idle_stop)
@@ -323,6 +334,7 @@ def build_context(
     ctx["idle_conf"] = render_file("idle.conf.j2", files)
     ctx["idle_timer"] = render_file("dlenv-idle.timer.j2", files)
     ctx["idle_service"] = render_file("dlenv-idle.service.j2", files)
+    ctx["persistence_unit"] = render_file("dlenv-nvidia-persistence.service.j2", files)
     ctx["idle_script"] = render_file("idle-check.j2", files)
     return ctx
 
@@ -335,6 +347,8 @@ def _driver_variants(stack: Stack, facts: HostFacts | None) -> list[dict[str, An
     flavour_known = bool(facts and facts.kernel_flavour)
     flavour = facts.kernel_flavour if facts and flavour_known else "$(dlenv_kernel_flavour)"
     modules_flavour = flavour if flavour_known else "$flavour"
+    # The kernel release comes from the host: rendered only when it is a plain release string.
+    kernel = facts.kernel if facts and KERNEL_RELEASE.fullmatch(facts.kernel) else "$(uname -r)"
     variants: dict[str, dict[str, Any]] = {}
     for key in keys:
         family = key.split("-")[0]
@@ -348,7 +362,13 @@ def _driver_variants(stack: Stack, facts: HostFacts | None) -> list[dict[str, An
                     "modules_package": nv["ubuntu_modules_package"].format(
                         branch=branch, flavour=modules_flavour
                     ),
+                    "running_modules_package": nv["ubuntu_running_modules_package"].format(
+                        branch=branch, kernel=kernel
+                    ),
                     "utils_package": nv["ubuntu_utils_package"].format(branch=branch),
+                    "compute_utils_package": nv["ubuntu_compute_utils_package"].format(
+                        branch=branch
+                    ),
                 },
             )
         else:
@@ -358,6 +378,7 @@ def _driver_variants(stack: Stack, facts: HostFacts | None) -> list[dict[str, An
                     "family": family,
                     "keys": [],
                     "dist": stack.data["cuda"]["repo_dist"].get(key, ""),
+                    "pinning_package": nv["debian_pinning_package"].format(branch=branch),
                     "packages": [p.format(branch=branch) for p in nv["debian_packages"]],
                 },
             )

@@ -1,12 +1,36 @@
 # check
 dlenv_driver_ok 580
 # apply
-# NVIDIA driver 580 (open kernel modules), nouveau kept away, persistence on.
+# NVIDIA driver 580 (open kernel modules), nouveau kept away, persistence on at every boot,
+# Fabric Manager on NVSwitch systems.
+# Persistence mode at every boot: nvidia-persistenced's unit where the driver ships it, else a
+# oneshot unit of dlenv's running `nvidia-smi -pm 1` (a runfile driver, as on AWS's DLAMIs).
+dlenv_persistence_on() {
+  if systemctl enable --now nvidia-persistenced >/dev/null 2>&1; then
+    return 0
+  fi
+  cat > /etc/systemd/system/dlenv-nvidia-persistence.service <<'DLENV_EOF'
+[Unit]
+Description=dlenv: NVIDIA persistence mode at boot (driver without an nvidia-persistenced unit)
+After=systemd-modules-load.service
+
+[Service]
+Type=oneshot
+ExecStart=nvidia-smi -pm 1
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+DLENV_EOF
+  systemctl daemon-reload
+  systemctl enable dlenv-nvidia-persistence
+  systemctl start dlenv-nvidia-persistence || nvidia-smi -pm 1
+}
 # A working driver of the pinned branch is kept as it is (AWS's Deep Learning AMIs ship one,
-# installed by NVIDIA's runfile): only persistence is turned on.
+# installed by NVIDIA's runfile): only persistence (and Fabric Manager) are turned on.
 if dlenv_driver_branch_works 580; then
   dlenv_log "NVIDIA driver branch 580 is already installed and loaded: keeping it"
-  systemctl enable --now nvidia-persistenced >/dev/null 2>&1 || nvidia-smi -pm 1
+  dlenv_persistence_on
   nvidia-smi
   exit 0
 fi
@@ -20,9 +44,18 @@ cat > /etc/modprobe.d/dlenv-blacklist-nouveau.conf <<'DLENV_EOF'
 blacklist nouveau
 options nouveau modeset=0
 DLENV_EOF
-# Canonical's signed, precompiled modules for this kernel flavour: no DKMS, Secure Boot works.
+# Canonical's signed, precompiled modules (no DKMS, Secure Boot works): for the kernel flavour
+# (kernel upgrades) and for the running kernel itself, as Ubuntu Server's NVIDIA drivers guide
+# installs them, so the driver loads now instead of after a reboot into the flavour's newest
+# kernel (and a host on another kernel series does not reboot in a loop).
 flavour=aws
-dlenv_apt_install "linux-modules-nvidia-580-server-open-aws" "nvidia-utils-580-server"
+running_modules="linux-modules-nvidia-580-server-open-6.8.0-1015-aws"
+if dlenv_apt_available "$running_modules"; then
+  dlenv_apt_install "linux-modules-nvidia-580-server-open-aws" "$running_modules" "nvidia-utils-580-server" "nvidia-compute-utils-580-server"
+else
+  dlenv_log "$running_modules is not in the archive (an older kernel): using the $flavour flavour's modules, a reboot will load them"
+  dlenv_apt_install "linux-modules-nvidia-580-server-open-aws" "nvidia-utils-580-server" "nvidia-compute-utils-580-server"
+fi
 # Hold the kernel so an upgrade cannot boot a kernel these modules were not built for.
 held=$( (dpkg-query -W -f='${Package} ${Status}\n' "linux-$flavour" "linux-image-$flavour" \
   "linux-headers-$flavour" "linux-image-$(uname -r)" 2>/dev/null || true) | awk '/install ok installed/ {print $1}')
@@ -42,5 +75,6 @@ if ! smi_out=$(nvidia-smi 2>&1); then
   fi
   exit 0
 fi
-systemctl enable --now nvidia-persistenced >/dev/null 2>&1 || nvidia-smi -pm 1
+dlenv_persistence_on
 nvidia-smi
+dlenv_driver_ok 580
