@@ -22,8 +22,8 @@ variable "ssh_cidr" {
   description = "The only source allowed to reach the builder's SSH port: your public IP as a /32. Packer 1.6.6 cannot detect it itself."
 
   validation {
-    condition     = length(split("/", var.ssh_cidr)) == 2 && var.ssh_cidr != "0.0.0.0/0"
-    error_message = "The ssh_cidr variable must be your public IP as a CIDR, e.g. -var ssh_cidr=203.0.113.9/32 (0.0.0.0/0 is refused: the builder would be open to the internet)."
+    condition     = length(split("/", var.ssh_cidr)) == 2 && var.ssh_cidr != "0.0.0.0/0" && var.ssh_cidr != "::/0"
+    error_message = "The ssh_cidr variable must be your public IP as a CIDR, e.g. -var ssh_cidr=203.0.113.9/32 (0.0.0.0/0 is refused, and so is ::/0: the builder would be open to the internet)."
   }
 }
 

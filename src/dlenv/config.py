@@ -117,13 +117,15 @@ def needs_trust(name: str, value: Any) -> str | None:
 
 
 # -- validation of values that reach AWS, files or a shell -------------------------------------
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d", re.ASCII)
+REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d", re.ASCII)
+"""An AWS region name (us-east-1, ap-southeast-2); also the key-region record's format."""
 _PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+=,:/-]{0,127}", re.ASCII)
 _INSTANCE = re.compile(r"[a-z][a-z0-9-]{0,24}\.[a-z0-9-]{1,24}", re.ASCII)
 _AMI = re.compile(
     r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})|[a-z][a-z0-9]{1,20}-[0-9][0-9.]{0,10}", re.ASCII
 )
-_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,31}", re.ASCII)  # = dlenv.ssh.target
+LOGIN_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,31}", re.ASCII)
+"""A login user name (flags, config, the dlenv:user tag); `dlenv.ssh.target` checks with it too."""
 _URL = re.compile(r"https?://[!-~]+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_IDLE_MINUTES = 7 * 24 * 60
@@ -454,7 +456,7 @@ def _validate(settings: Settings) -> None:
         raise _bad(
             settings, "ssh_timeout", "is out of range", "use 1 to 86400 seconds (default 600)"
         )
-    if settings.region is not None and not _REGION.fullmatch(settings.region):
+    if settings.region is not None and not REGION_RE.fullmatch(settings.region):
         raise _bad(settings, "region", "is not an AWS region name", "e.g. --region us-east-1")
     if settings.profile is not None and not _PROFILE.fullmatch(settings.profile):
         raise _bad(
@@ -472,7 +474,7 @@ def _validate(settings: Settings) -> None:
             "is not an image spec",
             "use ubuntu-24.04, ubuntu-22.04, debian-12 or an id like ami-0123456789abcdef0",
         )
-    if settings.ssh_user is not None and not _USER.fullmatch(settings.ssh_user):
+    if settings.ssh_user is not None and not LOGIN_NAME_RE.fullmatch(settings.ssh_user):
         raise _bad(
             settings,
             "ssh_user",

@@ -153,6 +153,8 @@ def test_validate_names_what_is_missing(gpu_scripts, tmp_path):
     assert proc.returncode != 0 and "0.0.0.0/0 is refused" in " ".join(
         (proc.stdout + proc.stderr).split()
     )
+    proc = packer("validate", "-var", f"scripts={gpu_scripts}", "-var", "ssh_cidr=::/0", str(AMI))
+    assert proc.returncode != 0 and "so is ::/0" in " ".join((proc.stdout + proc.stderr).split())
     proc = packer(
         "validate", "-var", f"scripts={tmp_path}", "-var", f"ssh_cidr={CIDR}", str(AMI)
     )  # a directory without the scripts

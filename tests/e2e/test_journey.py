@@ -200,8 +200,12 @@ def _run_notebook(base: str, token: str) -> None:
 
 def _screenshot_lab(url: str) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (scripts/test installs it as root)")
+    # A missing browser fails the run: a skip here would silently drop every journey check
+    # after the screenshot (smoke test, ssh, stop/resume, "down leaves nothing").
+    assert chromium is not None, (
+        "Debian's chromium is not installed: scripts/test installs it as root "
+        "(apt-get install chromium)"
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "e2e-jupyterlab.png"
     shot.unlink(missing_ok=True)

@@ -21,7 +21,6 @@ keyFingerprint, and the EC2 user guide's "verify the fingerprint" commands):
 from __future__ import annotations
 
 import os
-import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dlenv.cloud.aws_errors import error_code, translated
+from dlenv.config import REGION_RE
 from dlenv.errors import NotFoundError, SshError, UsageError
 
 Say = Callable[[str], None]
@@ -246,8 +246,6 @@ def delete_local_key(env: str) -> bool:
 # `up NAME` in a second region is refused while the first still exists (it would share the alias
 # and the key), and `down NAME` in another region never deletes the key the first one needs.
 
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
-
 
 def home_region_path(env: str) -> Path:
     return private_key_path(env).with_suffix(".region")
@@ -263,14 +261,14 @@ def home_region(env: str) -> str | None:
     except StateFileError:
         return None
     region = (text or "").strip()
-    return region if _REGION.fullmatch(region) else None
+    return region if REGION_RE.fullmatch(region) else None
 
 
 def set_home_region(env: str, region: str) -> None:
     """Record that ENV's local key serves the environment in `region` (atomic, 0600)."""
     from dlenv.statefile import atomic_write
 
-    if _REGION.fullmatch(region) and private_key_path(env).is_file():
+    if REGION_RE.fullmatch(region) and private_key_path(env).is_file():
         atomic_write(home_region_path(env), region + "\n", mode=0o600)
 
 
@@ -511,28 +509,11 @@ def describe_ec2_keys(aws: Any, names: list[str] | None = None) -> list[Ec2Key]:
 
 
 def _write_private(path: Path, data: bytes, public_line: str) -> None:
-    """Write key + .pub atomically: 0600 temp files in the same dir, fsync, rename."""
-    import tempfile
+    """Write key + .pub, each atomically (`statefile.atomic_write`), the private key 0600."""
+    from dlenv.statefile import atomic_write
 
-    temps: list[str] = []
-    try:
-        for target, content, mode in (
-            (path, data, 0o600),
-            (path.with_suffix(".pub"), (public_line + "\n").encode(), 0o644),
-        ):
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            temps.append(tmp)
-            os.fchmod(fd, 0o600)  # mkstemp's default too; the private key is never wider
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(content)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, mode)
-        os.replace(temps[0], path)
-        os.replace(temps[1], path.with_suffix(".pub"))
-    finally:
-        for tmp in temps:
-            Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, data, mode=0o600)
+    atomic_write(path.with_suffix(".pub"), public_line + "\n", mode=0o644)
 
 
 def import_private_key(aws: Any, env: str, file: Path, *, force: bool = False) -> ImportResult:

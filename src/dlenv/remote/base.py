@@ -70,6 +70,6 @@ def iter_lines(buffer: str) -> Iterator[tuple[str, str]]:
 
 def sudo_wrap(command: str) -> str:
     """`sudo -n` (never prompt: a prompt would hang a non-interactive run) around bash -c."""
-    import shlex
+    from dlenv.ssh.command import join
 
-    return f"sudo -n -H bash -c {shlex.quote(command)}"
+    return join(["sudo", "-n", "-H", "bash", "-c", command])
