@@ -1,5 +1,10 @@
 # JupyterLab settings of the dlenv notebook image (copied to /etc/jupyter by docker/Dockerfile).
 #
+# Only what differs from the SSH service is here (address, port, token source, root dir): which
+# kernels the Lab offers (only the stack's, the default) and that it never fetches news or checks
+# for updates come from the environment's own config, which the jupyterlab step writes for every
+# channel (<env>/etc/jupyter/jupyter_server_config.json, <env>/share/jupyter/lab/settings/).
+#
 # The token comes from $JUPYTER_TOKEN (compose and `dlenv local up` set it); the port is published
 # on the host's 127.0.0.1 only, so listening on all addresses *inside* the container is safe.
 import os
@@ -22,3 +27,10 @@ if not os.environ.get("JUPYTER_TOKEN"):
     os.environ["JUPYTER_TOKEN"] = token
     print(f"[dlenv] JUPYTER_TOKEN was not set: generated one: {token}", flush=True)
 c.IdentityProvider.token = os.environ["JUPYTER_TOKEN"]
+# where `pip install` in a notebook goes (the image's PIP_PREFIX, user_site.py): said in the log
+if os.environ.get("PIP_PREFIX"):
+    print(
+        f"[dlenv] pip install in a notebook goes to {os.environ['PIP_PREFIX']} (dlenv local up: "
+        "the dlenv-packages volume, kept across down/up; the stack's pins are held)",
+        flush=True,
+    )

@@ -61,6 +61,16 @@ def image_tags(
     }
     for package, version in versions.items():
         tags[f"dlenv:{package}"] = version
+    if (
+        getattr(options, "requirements", None)
+        or getattr(options, "conda_env", None)
+        or getattr(options, "packages", ())
+    ):
+        # the digest the user-packages step records: `up` from this image with the same files
+        # finds that step done, with others installs only what differs
+        from dlenv.provision.options import user_packages
+
+        tags["dlenv:user-packages"] = user_packages(options).digest
     return tags
 
 

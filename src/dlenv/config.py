@@ -68,7 +68,23 @@ class Settings:
     idle_stop: int = field(
         default=60, metadata={"help": "minutes idle before auto-stop (0 disables)"}
     )
+    budget: float | None = field(
+        default=None,
+        metadata={"help": "US dollars an environment may cost from `up` before it stops itself"},
+    )
     python: str = field(default="conda", metadata={"help": "python manager: conda or uv"})
+    requirements: str | None = field(
+        default=None,
+        metadata={"help": "pip requirements file installed into the env (relative to dlenv.toml)"},
+    )
+    conda_env: str | None = field(
+        default=None,
+        metadata={"help": "conda environment.yml merged into the env (relative to dlenv.toml)"},
+    )
+    packages: list[str] = field(
+        default_factory=list,
+        metadata={"help": "packages installed into the env (env var: comma-separated)"},
+    )
     ip_check_url: str = field(
         default="https://checkip.amazonaws.com",
         metadata={"help": "where the caller's public IP is detected"},
@@ -97,6 +113,9 @@ NEEDS_TRUST: dict[str, str] = {
     ),
     "profile": ("it picks which of your AWS credentials (and so which account) dlenv acts with"),
     "ami": "an ami-... id boots an image from any account (a backdoored one, say) with your data",
+    "requirements": "it installs packages (code that runs in your notebooks) from an index",
+    "conda_env": "it installs packages (code that runs in your notebooks) from conda channels",
+    "packages": "it installs packages (code that runs in your notebooks) from an index",
 }
 """Settings a project dlenv.toml may set only once trusted, each with the reason why.
 
@@ -132,6 +151,9 @@ _MAX_IDLE_MINUTES = 7 * 24 * 60
 _MAX_SSH_TIMEOUT = 24 * 3600
 
 
+PATH_SETTINGS = ("requirements", "conda_env")
+"""Files named in a dlenv.toml are relative to that file's folder (a project's requirements)."""
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "python": ("conda", "uv"),
     "spot_type": ("one-time", "persistent"),
@@ -143,6 +165,14 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
     kinds = {f.name: f.type for f in fields(Settings)}
     kind = str(kinds[name])
     try:
+        if kind.startswith("list"):
+            if isinstance(raw, str):  # DLENV_PACKAGES="tqdm, rich==13.7"
+                return [p.strip() for p in raw.split(",") if p.strip()]
+            if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+                raise ConfigError(
+                    f"{origin}: {name} = {raw!r} is not a list of strings", _fix(name, origin)
+                )
+            return list(raw)
         if "bool" in kind:
             if isinstance(raw, bool):
                 return raw
@@ -152,6 +182,12 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
             if text in {"0", "false", "no", "off", ""}:
                 return False
             raise ValueError(raw)
+        if "float" in kind:
+            if raw is None:
+                return None
+            if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+                raise ValueError(raw)
+            return float(raw)
         if "int" in kind:
             if isinstance(raw, (bool, float)) or not isinstance(raw, (int, str)):
                 raise ValueError(raw)  # 5.7 or [5] is a mistake, never silently truncated
@@ -170,7 +206,9 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
             )
         return raw
     except ValueError:
-        expected = "true/false" if "bool" in kind else "an integer"
+        expected = (
+            "true/false" if "bool" in kind else "a number" if "float" in kind else "an integer"
+        )
         raise ConfigError(
             f"{origin}: {name} = {raw!r} is not {expected}", _fix(name, origin)
         ) from None
@@ -407,6 +445,10 @@ def load(flags: dict[str, Any] | None = None, env: dict[str, str] | None = None)
                 ignored.append(name)
                 continue
             apply(name, value, str(path))
+            if name in PATH_SETTINGS and getattr(settings, name):
+                setattr(
+                    settings, name, str(path.parent / Path(getattr(settings, name)).expanduser())
+                )
         if ignored:
             settings.notices.append(_notice(path, ignored, state))
 
@@ -442,6 +484,11 @@ def _bad(settings: Settings, name: str, what: str, hint: str) -> ConfigError:
 
 def _validate(settings: Settings) -> None:
     """Every value that reaches AWS, a file or a shell is checked here, whatever its source."""
+    if settings.budget is not None and not 0 < settings.budget <= 100_000:
+        raise ConfigError(
+            f"budget = {settings.budget:g} US dollars is out of range",
+            "use --budget between 0.01 and 100000 (or leave it out for no budget)",
+        )
     if not 8 <= settings.disk <= 16384:
         raise ConfigError(
             f"disk = {settings.disk} GB is out of range", "use --disk between 8 and 16384 (GB)"

@@ -46,6 +46,7 @@ def _tags(
     name: str, user: str, os_name: str, stack: str, settings: Settings | None = None
 ) -> list[dict[str, str]]:
     from dlenv.cloud.instances import TAG_NAME, TAG_OS, TAG_STACK, TAG_USER
+    from dlenv.sync import TAG_WORK
 
     tags = [
         {"Key": TAG_NAME, "Value": name},
@@ -53,6 +54,8 @@ def _tags(
         {"Key": "Name", "Value": f"dlenv-{name}"},
         {"Key": TAG_USER, "Value": user},
         {"Key": TAG_OS, "Value": os_name},
+        # no work directory yet: `down` has nothing to check until provisioning or a sync
+        {"Key": TAG_WORK, "Value": "none"},
     ]
     if settings is not None:
         tags += [
@@ -86,12 +89,14 @@ def record_choices(name: str, settings: Settings, instance_id: str | None = None
     from dlenv.cloud import instances
     from dlenv.cloud.aws_errors import translated
     from dlenv.cloud.session import from_settings
+    from dlenv.sync import TAG_WORK
 
     aws = from_settings(settings)
     instance_id = instance_id or instances.get(aws, name).instance_id
     tags = [
         {"Key": tag, "Value": str(getattr(settings, attr))} for attr, tag in CHOICE_TAGS.items()
     ]
+    tags.append({"Key": TAG_WORK, "Value": "yes"})  # provisioned: `down` checks ~/work first
     with translated(region=aws.region_name):
         aws.ec2.create_tags(Resources=[instance_id], Tags=tags)
 
@@ -695,30 +700,126 @@ def _stop(aws: Any, name: str, terminal: Terminal) -> Any:
     return instances.get(aws, name)
 
 
-def start(name: str, settings: Settings, terminal: Terminal) -> Any:
-    """Start NAME under the environment's lock (re-entered when `up` starts a stopped one)."""
+def start(
+    name: str, settings: Settings, terminal: Terminal, *, instance_type: str | None = None
+) -> Any:
+    """Start NAME under the environment's lock (re-entered when `up` starts a stopped one).
+
+    `instance_type`: change the stopped instance's type first (same disk, same everything):
+    the way back when its own type has no capacity in its zone.
+    """
     from dlenv.cloud.session import from_settings
     from dlenv.statefile import env_lock
 
     aws = from_settings(settings)
     with env_lock(name, say=terminal.info):
-        return _start(aws, name, settings, terminal)
+        return _start(aws, name, settings, terminal, instance_type=instance_type)
 
 
-def _start(aws: Any, name: str, settings: Settings, terminal: Terminal) -> Any:
+def compatible_types(current: str, region: str | None, limit: int = 3) -> list[str]:
+    """Types a stopped instance of `current` can switch to and keep working: same CPU
+    architecture, an NVIDIA GPU the pinned driver and CUDA support, as many GPUs; closest in
+    price first."""
+    from dlenv.cloud import catalog
+
+    have = catalog.lookup(current, region)
+    fits = [
+        t
+        for t in catalog.all_types(region)
+        if t.name != current
+        and t.arch == have.arch
+        and t.gpu_count == have.gpu_count
+        and catalog.unsupported_reason(t) is None
+    ]
+    fits.sort(key=lambda t: (abs(t.price_per_hour - have.price_per_hour), t.name))
+    return [t.name for t in fits[:limit]]
+
+
+def change_type(aws: Any, name: str, env: Any, new_type: str, terminal: Terminal) -> Any:
+    """Change a stopped environment's instance type after checking the new one fits."""
+    from dlenv.cloud import catalog, instances
+    from dlenv.cloud.aws_errors import translated
+    from dlenv.errors import UsageError
+
+    if new_type == env.instance_type:
+        return env
+    new = catalog.launchable(new_type, aws.region_name)  # known, and a GPU the stack runs
+    old = catalog.lookup(env.instance_type, aws.region_name)
+    if new.arch != old.arch:
+        raise UsageError(
+            f"{new_type} is {new.arch} but {name}'s disk holds an {old.arch} system",
+            f"pick an {old.arch} type: {', '.join(compatible_types(old.name, aws.region_name))}",
+        )
+    if env.spot:
+        raise UsageError(
+            f"{name} is a spot instance: AWS does not change a spot instance's type",
+            f"wait for capacity (`dlenv start {name}` again later); persistent spot restarts "
+            "by itself when capacity returns",
+        )
+    if env.state != "stopped":
+        raise UsageError(
+            f"{name} is {env.state}: the type changes only while it is stopped",
+            f"`dlenv stop {name}` first",
+        )
+    with translated(region=aws.region_name, instance_type=new_type):
+        aws.ec2.modify_instance_attribute(
+            InstanceId=env.instance_id, InstanceType={"Value": new_type}
+        )
+    terminal.info(
+        f"{name}: type {old.name} ({old.price_per_hour:.3f} $/h) -> {new.name} "
+        f"({new.price_per_hour:.3f} $/h, {new.gpu_summary}); disk and files unchanged"
+    )
+    return instances.get(aws, name)
+
+
+def _start(
+    aws: Any,
+    name: str,
+    settings: Settings,
+    terminal: Terminal,
+    *,
+    instance_type: str | None = None,
+) -> Any:
     from dlenv.cloud import instances
     from dlenv.cloud.aws_errors import translated
+    from dlenv.errors import CapacityError
     from dlenv.ssh import config as sshconfig
 
     env = instances.get(aws, name)
     if env.state == "running":
+        if instance_type and instance_type != env.instance_type:
+            from dlenv.errors import UsageError
+
+            raise UsageError(
+                f"{name} is running as {env.instance_type}: the type changes only while stopped",
+                f"`dlenv stop {name}`, then `dlenv start {name} --instance {instance_type}`",
+            )
         terminal.info(f"{name} is already running")
         return env
     if env.state == "stopping":
         instances.wait(aws, "instance_stopped", env.instance_id)
+        env = instances.get(aws, name)
+    if instance_type:
+        env = change_type(aws, name, env, instance_type, terminal)
     with terminal.phase(f"starting {name} ({env.instance_id})"):
-        with translated(region=aws.region_name, instance_type=env.instance_type):
-            aws.ec2.start_instances(InstanceIds=[env.instance_id])
+        try:
+            with translated(
+                region=aws.region_name, instance_type=env.instance_type, az=env.az or ""
+            ):
+                aws.ec2.start_instances(InstanceIds=[env.instance_id])
+        except CapacityError as exc:
+            others = compatible_types(env.instance_type, aws.region_name)
+            ways = [f"wait and run `dlenv start {name}` again (capacity comes and goes)"]
+            if not env.spot and others:
+                ways.append(
+                    f"the same disk on another type: `dlenv start {name} --instance {others[0]}`"
+                    + (f" (or {', '.join(others[1:])})" if others[1:] else "")
+                )
+            raise CapacityError(
+                f"{exc.message}; {name} is still stopped, nothing changed",
+                "; or ".join(ways),
+                code=exc.code,
+            ) from None
         instances.wait(aws, "instance_running", env.instance_id)
     env = instances.get(aws, name)
     # The public IP changes on start; host keys are recorded under the alias dlenv-<name>.

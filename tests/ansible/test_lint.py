@@ -100,6 +100,23 @@ def test_ansible_never_loads_into_the_test_process() -> None:
     assert not [m for m in sys.modules if m == "ansible" or m.startswith("ansible.")]
 
 
+def test_the_jupyterlab_role_installs_the_steps_config_files() -> None:
+    """The role writes the same provision/files templates to the same places as the step."""
+    import yaml
+
+    defaults = yaml.safe_load((ANSIBLE_DIR / "roles/jupyterlab/defaults/main.yml").read_text())
+    got = {f["src"]: f["dest"] for f in defaults["jupyterlab_config_files"]}
+    assert got == {
+        "jupyter_server_config.json.j2": "{{ dlenv_env_prefix }}/etc/jupyter/jupyter_server_config.json",
+        "jupyterlab-overrides.json.j2": (
+            "{{ dlenv_env_prefix }}/share/jupyter/lab/settings/overrides.json"
+        ),
+    }
+    apply = {s.name: s for s in build_steps(load_stack(), ProvisionOptions())}["jupyterlab"].apply
+    for dest in got.values():
+        assert dest.replace("{{ dlenv_env_prefix }}", "$DLENV_ENV") in apply
+
+
 def test_base_packages_are_dlenvs() -> None:
     import yaml
 
@@ -151,11 +168,21 @@ def _expected_files(python: str) -> tuple[dict[str, object], dict[Path, str]]:
         files / "dlenv-nvidia-persistence.service.j2": _heredoc(
             gpu["nvidia-driver"].apply, "/etc/systemd/system/dlenv-nvidia-persistence.service"
         ),
+        # the environment's Jupyter config: one Lab on every channel (jupyterlab step and role)
+        files / "jupyter_server_config.json.j2": _heredoc(
+            steps["jupyterlab"].apply, '"$DLENV_ENV/etc/jupyter/jupyter_server_config.json"'
+        ),
+        files / "jupyterlab-overrides.json.j2": _heredoc(
+            steps["jupyterlab"].apply, '"$DLENV_ENV/share/jupyter/lab/settings/overrides.json"'
+        ),
         roles / "python_env/templates/dlenv-python.sh.j2": _heredoc(
             steps["python-env"].apply, "/etc/profile.d/dlenv-python.sh"
         ),
         roles / "smoke_test/templates/dlenv-smoke.j2": _heredoc(
             steps["smoke-test"].apply, "/usr/local/bin/dlenv-smoke"
+        ),
+        files / "dlenv-seed-examples.j2": _heredoc(
+            steps["smoke-test"].apply, f"{ctx['root']}/bin/dlenv-seed-examples"
         ),
     }
     return variables, expected

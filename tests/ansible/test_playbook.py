@@ -208,7 +208,7 @@ def test_first_run_provisions_and_verifies(story) -> None:  # type: ignore[no-un
         "torch 2.13.0+cpu imports (CUDA build: None), numpy",
         "JupyterLab 4.6.6, ipykernel 7.4.0, kernel dlenv -> /opt/dlenv/env/bin/python",
         '127.0.0.1:8888 0.0.0.0:* users:((\\"jupyter-lab\\"',
-        "busy: ssh session",
+        "busy: ssh command running",
         "Verdict: PASS",
     ):
         assert text in ra.output, f"{text!r} not in A's run:\n{ra.tail()}"
@@ -251,6 +251,7 @@ def test_dlenv_finds_nothing_to_do_and_the_stack_works(story) -> None:  # type: 
         "python-env": ("done", ""),
         "pytorch": ("done", ""),
         "jupyterlab": ("done", ""),
+        "scientific": ("done", ""),
         "jupyterlab-service": ("done", ""),
         "idle-autostop": ("done", ""),
         "smoke-test": ("done", ""),

@@ -135,6 +135,9 @@ CASES: dict[str, Case] = {
     "ami rm": Case(("ami-0123456789abcdef0", "--yes"), _ami_rm),
     "ssh-key import": Case((ENV, "{key}"), _ssh_key_import),
     "ssh-key list": Case(("--json",), _ssh_key_list),
+    "sync": Case(("nosuch", "--up"), _not_found_here),
+    "budget": Case(("nosuch", "50"), _not_found_here),
+    "keep-awake": Case(("nosuch", "2h"), _not_found_here),
 }
 
 

@@ -95,5 +95,7 @@ def isolated_local(unique) -> Iterator[dict[str, str]]:
     for name in (env["DLENV_LOCAL_CONTAINER"],):
         with contextlib.suppress(docker.errors.NotFound):
             client.containers.get(name).remove(force=True)
-    with contextlib.suppress(docker.errors.NotFound):
-        client.volumes.get(env["DLENV_WORK_VOLUME"]).remove(force=True)
+    # the packages volume `dlenv local` names after a custom work volume (notebook.py)
+    for volume in (env["DLENV_WORK_VOLUME"], f"{env['DLENV_WORK_VOLUME']}-packages"):
+        with contextlib.suppress(docker.errors.NotFound):
+            client.volumes.get(volume).remove(force=True)

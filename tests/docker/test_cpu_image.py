@@ -169,6 +169,8 @@ def test_compose_cpu_up_token_health_kernel_smoke_down(
         "DLENV_PORT": str(port),
         "JUPYTER_TOKEN": token,
         "DLENV_WORK_VOLUME": f"dlenv-test-work-{unique}",
+        # `down -v` removes the packages volume too: never the user's real dlenv-packages
+        "DLENV_PACKAGES_VOLUME": f"dlenv-test-work-{unique}-packages",
     }
     cmd = [
         *compose_cmd,

@@ -136,7 +136,8 @@ def test_bake_then_up_runs_only_the_per_instance_steps(cli, started, monkeypatch
     assert instance.exec("systemctl is-active dlenv-jupyter").stdout.strip() == "active"
 
     # --no-baked starts from stock; rm removes the image and its snapshots.
-    assert cli("down", "frombaked", "--yes").code == 0
+    # the down guard (files in ~/work not synced down) has its own test: test_sync_down_guard
+    assert cli("down", "frombaked", "--yes", "--discard-changes").code == 0
     rm = cli("ami", "rm", image_id, "--yes")
     assert rm.code == 0 and "snapshot" in rm.err, rm.err
     assert baked_images(cli.endpoint) == []

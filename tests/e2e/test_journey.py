@@ -59,6 +59,9 @@ def wheelhouse() -> str:
 def test_whole_journey(journey_cli, host, tmp_path):
     cli = journey_cli
     started = time.monotonic()
+    project = tmp_path / "my project"  # uploaded by `up --workdir` once provisioned
+    project.mkdir()
+    (project / "prepare.py").write_text("print('data ready')\n")
     up = cli(
         "up",
         NAME,
@@ -69,9 +72,17 @@ def test_whole_journey(journey_cli, host, tmp_path):
         wheelhouse(),
         "--idle-stop",
         "30",
+        "--budget",
+        "20",
+        "--workdir",
+        str(project),
         timeout=1500,
     )
     assert up.code == 0, up.err[-3000:]
+    # the budget is on the machine (its timer enforces it) and on the instance's tag
+    assert f"{NAME}: budget $20.00: it stops itself after about" in up.err, up.err[-2000:]
+    assert "BUDGET_USD=20.00" in host.exec("cat /etc/dlenv/budget.conf").stdout
+    assert host.exec("cat /home/dlenv/work/prepare.py").stdout == "print('data ready')\n"
     assert "host keys read from the instance console" in up.err
     assert "trusting on first use" not in up.err
     assert f"dlenv jupyter {NAME}" in up.err
@@ -79,7 +90,7 @@ def test_whole_journey(journey_cli, host, tmp_path):
 
     status = json.loads(cli("status", "--json").out)
     [env] = [e for e in status["environments"] if e["name"] == NAME]
-    assert env["state"] == "running"
+    assert env["state"] == "running" and env["budget_usd"] == 20.0
 
     jup = cli("jupyter", NAME, "--no-browser", "--background", "--port", "18765")
     assert jup.code == 0, jup.err
@@ -139,6 +150,11 @@ def test_whole_journey(journey_cli, host, tmp_path):
     )
     assert cli("jupyter", "--stop").code == 0
 
+    # whatever the notebook run above left in ~/work comes back first; then `down` has nothing
+    # to stop for (its refusals: test_sync_down_guard.py)
+    back = cli("sync", NAME, str(project), "--down", timeout=300)
+    assert back.code == 0, back.err
+    assert (project / "prepare.py").is_file()
     down = cli("down", NAME, "--yes")
     assert down.code == 0, down.err
     assert dlenv_resources("us-east-1", NAME, cli.endpoint) == {

@@ -9,6 +9,10 @@ the test can
   still carries it out, as AWS would carry out a request that reached it although the client
   was interrupted while waiting for the answer.
 
+`fail(action, code, message)` answers the next requests of one Action with AWS's own error
+document (never reaching moto): the way to meet errors moto cannot produce, such as
+InsufficientInstanceCapacity on StartInstances, through the real CLI.
+
 A hold with `barrier=True` also makes every later request wait until the held one has been
 carried out: AWS serves a request that reached it before the ones sent after it, so what an
 interrupted client asks next sees the held request's effect, deterministically.
@@ -78,6 +82,8 @@ class AwsProxy:
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
         """(Action, form fields) of every request relayed, in arrival order."""
         self._holds: list[Hold] = []
+        self._failures: list[list[Any]] = []
+        """[action, code, message, status, times left] answered instead of relaying."""
         self._lock = threading.Lock()
         self._gate = threading.Event()
         self._gate.set()
@@ -112,6 +118,24 @@ class AwsProxy:
         with self._lock:
             self._holds.append(hold)
         return hold
+
+    def fail(
+        self, action: str, code: str, message: str, *, status: int = 500, times: int = 10
+    ) -> None:
+        """Answer the next `times` requests of `action` with AWS's error `code` (EC2's XML).
+
+        Server-side codes (capacity) come with HTTP 500, which botocore retries: `times`
+        covers the retries, like a zone that stays full."""
+        with self._lock:
+            self._failures.append([action, code, message, status, times])
+
+    def _failure(self, action: str) -> tuple[str, str, int] | None:
+        with self._lock:
+            for entry in self._failures:
+                if entry[0] == action and entry[4] > 0:
+                    entry[4] -= 1
+                    return entry[1], entry[2], entry[3]
+        return None
 
     def count(self, action: str) -> int:
         with self._lock:
@@ -179,6 +203,21 @@ class _Handler(BaseHTTPRequestHandler):
         fields = urllib.parse.parse_qs(body.decode("latin-1")) if body else {}
         action = (fields.get("Action") or [""])[0]
         hold = proxy._admit(action, fields)
+        failure = proxy._failure(action)
+        if failure is not None:
+            code, message, status = failure
+            data = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+                f"<Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+                "<RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>"
+            ).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml;charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+            return
         pause = proxy.delay + proxy.action_delays.get(action, 0.0)
         if pause:
             time.sleep(pause)

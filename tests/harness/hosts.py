@@ -16,8 +16,12 @@ BASE_IMAGE = "dlenv-test/debian12-systemd"
 HOST_IMAGE = "dlenv-test/debian12-host"
 UNSUPPORTED_IMAGE = "dlenv-test/unsupported-host"
 NO_EXTRA_CA_IMAGE = "dlenv-test/debian12-host-stock-cas"
-BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,procps,curl,pciutils"
+BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,sudo,iproute2,procps,curl,pciutils,rsync"
 USER = "dlenv"
+HOST_REV_LABEL = "io.dlenv.test.host-rev"
+HOST_REV = "2"
+"""Bumped when the host image's Dockerfile changes: a cached image with another revision is rebuilt
+(2: rsync)."""
 CACHE = Path(os.environ.get("DLENV_TEST_CACHE", Path.home() / ".cache" / "dlenv-test"))
 
 _HOST_DOCKERFILE = f"""
@@ -32,6 +36,11 @@ RUN useradd -m -s /bin/bash {USER} \\
  && systemctl mask systemd-udevd.service systemd-udev-trigger.service getty@tty1.service \\
     console-getty.service systemd-firstboot.service \\
  && echo 'host' > /etc/hostname
+# `dlenv sync` needs rsync on the host (a base image from before it was in BASE_PACKAGES lacks it)
+RUN command -v rsync >/dev/null || (apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsync >/dev/null \
+ && rm -rf /var/lib/apt/lists/*)
+LABEL {HOST_REV_LABEL}="{HOST_REV}"
 STOPSIGNAL SIGRTMIN+3
 CMD ["/sbin/init"]
 """
@@ -76,6 +85,15 @@ def _image_exists(name: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0
 
 
+def _label(image: str, key: str) -> str | None:
+    proc = subprocess.run(
+        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{key}"}}}}', image],
+        capture_output=True,
+        text=True,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
 def _build(name: str, dockerfile: str) -> None:
     proc = subprocess.run(
         ["docker", "build", "-q", "-t", name, "-"], input=dockerfile, text=True, capture_output=True
@@ -90,7 +108,7 @@ def ensure_images() -> None:
         subprocess.run(
             [str(REPO / "scripts" / "make-base-image"), BASE_IMAGE, BASE_PACKAGES], check=True
         )
-    if not _image_exists(HOST_IMAGE):
+    if not _image_exists(HOST_IMAGE) or _label(HOST_IMAGE, HOST_REV_LABEL) != HOST_REV:
         _build(HOST_IMAGE, _HOST_DOCKERFILE)
     if not _image_exists(UNSUPPORTED_IMAGE):
         _build(UNSUPPORTED_IMAGE, _UNSUPPORTED_DOCKERFILE)

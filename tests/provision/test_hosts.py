@@ -32,9 +32,10 @@ ALL_STEPS = [
     "python-env",
     "pytorch",
     "jupyterlab",
+    "scientific",
+    "smoke-test",  # before the Lab service, whose start runs the notebook seeder it installs
     "jupyterlab-service",
     "idle-autostop",
-    "smoke-test",
 ]
 
 
@@ -82,6 +83,7 @@ def test_plan_on_a_fresh_host_lists_every_step_and_changes_nothing(
         "python-env": "pending",
         "pytorch": "pending",
         "jupyterlab": "pending",
+        "scientific": "pending",
         "jupyterlab-service": "pending",
         "idle-autostop": "pending",
         "smoke-test": "pending",
@@ -254,10 +256,11 @@ def test_idle_autostop_timer_and_its_logic(hosts) -> None:  # type: ignore[no-un
     assert "busy: first check" in a.exec(check).stdout
     time.sleep(2.5)
     assert "would run shutdown -h now" in a.exec(check).stdout
-    with SshHost(a.target()) as h:  # an SSH session keeps the machine up
-        assert h.run("true").ok
-        out = a.exec(check).stdout
-    assert "busy: ssh session" in out, out
+    # an SSH command still running keeps the machine up (tests/provision/test_idle.py has the
+    # terminal, tunnel-only, keep-awake, warning and hook cases)
+    with SshHost(a.target()) as h:
+        out = h.run(f"sudo env {check}").output
+    assert "busy: ssh command running (dlenv)" in out, out
 
 
 def test_smoke_test_is_installed_and_runnable(hosts) -> None:  # type: ignore[no-untyped-def]
@@ -269,6 +272,51 @@ def test_smoke_test_is_installed_and_runnable(hosts) -> None:  # type: ignore[no
     assert res.returncode == 0 and "/opt/dlenv/env/" in res.stdout, res.stderr
     res = a.exec("dlenv-smoke --help", user="dlenv")
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+STARTER_NOTEBOOKS = [
+    "00-gpu-check.ipynb",
+    "01-pytorch-cnn.ipynb",
+    "02-keras-cnn.ipynb",
+    "03-pandas-first-look.ipynb",
+]
+
+
+def test_starter_notebooks_are_seeded_and_run_in_the_labs_kernel(hosts, wheelhouse) -> None:  # type: ignore[no-untyped-def]
+    """The Lab service's start seeded the login user's ~/work/examples; each notebook runs through
+    the kernel the Lab offers (nbclient, its kernelspec and environment), as that user."""
+    a = hosts["a"]
+    [res] = provision([a.target()], opts(wheelhouse), term())  # a no-op after the tests above
+    assert res.ok, res.error
+    home = a.exec("getent passwd dlenv | cut -d: -f6").stdout.strip()
+    examples = f"{home}/work/examples"
+    assert a.exec(f"ls {examples}").stdout.split() == STARTER_NOTEBOOKS
+    assert a.exec(f"stat -c %U {examples} {examples}/{STARTER_NOTEBOOKS[0]}").stdout.split() == [
+        "dlenv",
+        "dlenv",
+    ]
+    assert a.exec(f"test -f {home}/.local/state/dlenv/synced-down").returncode == 0
+    runner = Path(__file__).resolve().parents[1] / "notebooks" / "run_notebooks.py"
+    argv = ["/opt/dlenv/env/bin/python", "-", "dlenv", examples, *STARTER_NOTEBOOKS]
+    proc = subprocess.run(
+        ["docker", "exec", "-i", "-u", "dlenv", "-w", examples, a.container, *argv],
+        input=runner.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    failed = [r for r in records if not r["ok"]]
+    assert proc.returncode == 0 and not failed, f"{failed}\n{proc.stderr[-3000:]}"
+    assert [r["notebook"] for r in records] == STARTER_NOTEBOOKS
+    outputs = {r["notebook"]: r["output"] for r in records}
+    assert "CPU only" in outputs["00-gpu-check.ipynb"]
+    assert "on the torch backend" in outputs["02-keras-cnn.ipynb"]
+    assert "<image/png>" in outputs["03-pandas-first-look.ipynb"]
+    print(
+        "\n[figures] starter notebooks on an SSH host (nbclient, kernel dlenv): "
+        + ", ".join(f"{r['notebook']} {r['seconds']:.1f}s" for r in records)
+    )
 
 
 def test_rerun_on_a_finished_host_applies_nothing(hosts, wheelhouse) -> None:  # type: ignore[no-untyped-def]

@@ -337,7 +337,11 @@ TRUSTED_ROOTS = {
     "idle_service",
     "idle_timer",
     "jupyter_unit",
+    "jupyter_server_config",
+    "jupyterlab_overrides",
+    "scientific_requirements",  # name==version of [scientific.packages] (manifest literals)
     "persistence_unit",
+    "seed_examples",
 }
 
 

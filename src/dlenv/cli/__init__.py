@@ -34,6 +34,9 @@ COMMANDS: dict[str, str] = {
     "allow-ip": "dlenv.cli.allow_ip:allow_ip",
     "ami": "dlenv.cli.ami:ami",
     "ssh-key": "dlenv.cli.ssh_key:ssh_key",
+    "sync": "dlenv.cli.sync:sync",
+    "keep-awake": "dlenv.cli.keep_awake:keep_awake",
+    "budget": "dlenv.cli.budget:budget",
 }
 
 

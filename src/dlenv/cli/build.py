@@ -40,6 +40,21 @@ def build_options(func: F) -> F:
             "(corporate TLS proxies).",
         ),
         click.option(
+            "--requirements",
+            metavar="FILE",
+            default=None,
+            help="Bake your pip requirements into the image (the stack's torch/numpy pins "
+            "held; the image gets a tag of its own). [env: DLENV_REQUIREMENTS; dlenv.toml: "
+            "requirements; dlenv.toml packages = [...] too]",
+        ),
+        click.option(
+            "--conda-env",
+            metavar="FILE",
+            default=None,
+            help="An environment.yml whose pip: section is baked in (the image's env is uv: "
+            "conda packages are refused). [env: DLENV_CONDA_ENV; dlenv.toml: conda_env]",
+        ),
+        click.option(
             "--devel",
             is_flag=True,
             help="GPU image on nvidia/cuda cudnn-devel (nvcc, headers: to compile CUDA "
@@ -52,6 +67,21 @@ def build_options(func: F) -> F:
     return func
 
 
+def user_files(app: Any, requirements: str | None, conda_env: str | None) -> Any:
+    """The user's packages a build bakes in: the flags, else DLENV_* / dlenv.toml (whose
+    `packages = [...]` count too; an untrusted project file's are ignored with a notice)."""
+    from pathlib import Path
+
+    from dlenv.containers.context import UserFiles
+
+    settings = app.settings(requirements=requirements, conda_env=conda_env)
+    return UserFiles(
+        requirements=Path(settings.requirements) if settings.requirements else None,
+        conda_env=Path(settings.conda_env) if settings.conda_env else None,
+        packages=tuple(settings.packages or ()),
+    )
+
+
 def build_request(
     device: str,
     *,
@@ -61,12 +91,15 @@ def build_request(
     ca_bundle: str | None,
     devel: bool,
     no_cache: bool,
+    user_files: Any = None,
 ) -> Any:
     from pathlib import Path
 
     from dlenv.containers.build import BuildRequest
+    from dlenv.containers.context import UserFiles
 
     return BuildRequest(
+        user_files=user_files or UserFiles(),
         device=device,
         tag=tag,
         base_image=base_image,
@@ -105,12 +138,15 @@ def build(
     base_image: str | None,
     wheelhouse: str | None,
     ca_bundle: str | None,
+    requirements: str | None,
+    conda_env: str | None,
     devel: bool,
     no_cache: bool,
 ) -> None:
     """Build the JupyterLab + PyTorch image from the stack manifest.
 
-    Tags dlenv/notebook:<stack-fingerprint>-{gpu,cpu} and dlenv/notebook:latest-{gpu,cpu}. The
+    Tags dlenv/notebook:<stack-fingerprint>-{gpu,cpu} and dlenv/notebook:latest-{gpu,cpu} (with
+    your packages: dlenv/notebook:<stack-fingerprint>-{gpu,cpu}-u<their digest> only). The
     Python env, PyTorch and JupyterLab are installed by the same provisioning steps `dlenv
     provision` runs over SSH. Builds with BuildKit (docker buildx) when available, else with the
     engine's classic builder through the Docker SDK [env: DLENV_BUILDER=buildkit|legacy]. Prints
@@ -119,6 +155,7 @@ def build(
     \b
     dlenv build --cpu
     dlenv build --cpu --wheelhouse ./wheels --ca-bundle corp-ca.pem
+    dlenv build --cpu --requirements requirements.txt   # tagged ...-cpu-u<digest>
     dlenv build --context ./ctx    # then run the printed `docker build ...` yourself
     """
     import shlex
@@ -135,6 +172,7 @@ def build(
         ca_bundle=ca_bundle,
         devel=devel,
         no_cache=no_cache,
+        user_files=user_files(app, requirements, conda_env),
     )
     if context_dir is not None:
         path, cmd = write_context(request, Path(context_dir))

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from dlenv.cli.build import build_options, build_request
+from dlenv.cli.build import build_options, build_request, user_files
 from dlenv.cli.options import json_option
 
 
@@ -42,6 +42,12 @@ def local() -> None:
     default=None,
     help="Rebuild the image first / never build (default: build only when absent).",
 )
+@click.option(
+    "--workdir",
+    metavar="DIR",
+    help="Use this folder as the notebook's ~/work (files the Lab writes are yours) instead of "
+    "the dlenv-work volume.",
+)
 @build_options
 @json_option
 @click.pass_obj
@@ -51,9 +57,12 @@ def up(
     image: str | None,
     port: int | None,
     build_: bool | None,
+    workdir: str | None,
     base_image: str | None,
     wheelhouse: str | None,
     ca_bundle: str | None,
+    requirements: str | None,
+    conda_env: str | None,
     devel: bool,
     no_cache: bool,
     as_json: bool,
@@ -61,24 +70,63 @@ def up(
     """Start JupyterLab in a container and print its URL (with the token).
 
     The token is $JUPYTER_TOKEN when set, else a new random one. The port listens on 127.0.0.1
-    only. Your files live in the `dlenv-work` volume, kept across `down`/`up`.
+    only. Your files live in the `dlenv-work` volume, kept across `down`/`up`; what you `pip
+    install` in a notebook lives in the `dlenv-packages` volume (~/.local), kept too. With
+    --requirements FILE (or dlenv.toml packages) the image that has them baked in is run, built
+    first when absent.
     """
     from dlenv.containers import engine, notebook
     from dlenv.containers.build import build_image
 
+    files = user_files(app, requirements, conda_env)
+    if files and image:
+        from dlenv.errors import UsageError
+
+        raise UsageError(
+            "--image runs an image as it is: it cannot also get --requirements/--conda-env",
+            "drop --image (dlenv builds and runs an image with your packages), or bake them "
+            "into yours: dlenv build --requirements FILE --tag T",
+        )
     client = engine.connect()
+    wanted: str | None = None
 
     def build(dev: str, tag: str | None) -> str:
         request = build_request(
             dev,
-            tag=tag,
+            tag=None if tag == wanted else tag,
             base_image=base_image,
             wheelhouse=wheelhouse,
             ca_bundle=ca_bundle,
             devel=devel and dev == "gpu",
             no_cache=no_cache,
+            user_files=files,
         )
         return build_image(client, app.terminal, request).tags[0]
+
+    if files:  # the image with the user's packages baked in: its own tag, built when absent
+        from docker.errors import ImageNotFound
+
+        from dlenv.containers.build import image_tags
+        from dlenv.provision.manifest import load_stack
+
+        device = notebook.choose_device(device, engine.engine_info(client), app.terminal)
+        probe = build_request(
+            device,
+            tag=None,
+            base_image=base_image,
+            wheelhouse=wheelhouse,
+            ca_bundle=ca_bundle,
+            devel=devel and device == "gpu",
+            no_cache=no_cache,
+            user_files=files,
+        )
+        wanted = image = image_tags(load_stack().fingerprint, probe)[0]
+        if build_ is None:
+            try:
+                client.images.get(wanted)
+            except ImageNotFound:
+                app.terminal.info(f"image {wanted} (your packages baked in) is not built yet")
+                build_ = True
 
     opts = notebook.UpOptions(
         device=device,
@@ -86,6 +134,7 @@ def up(
         port=port,
         build=build_,
         token=os.environ.get("JUPYTER_TOKEN") or None,
+        workdir=workdir,
     )
     nb = notebook.up(client, app.terminal, opts, build)
     if as_json:
@@ -94,10 +143,22 @@ def up(
     app.terminal.success(f"JupyterLab is up ({nb.device.upper()}, {nb.image})")
     app.terminal.result(nb.url)
     app.terminal.note("stop it: dlenv local down   check it: dlenv local smoke-test")
+    if nb.workdir:
+        app.terminal.note(
+            f"~/work is your folder {nb.workdir} (what the Lab writes there is yours)"
+        )
+    app.terminal.note(
+        f"pip install in a notebook persists in the {notebook.PACKAGES_VOLUME} volume "
+        f"({notebook.PACKAGES_DIR})"
+    )
 
 
 @local.command()
-@click.option("--volumes", is_flag=True, help="Also delete the dlenv-work volume (your files!).")
+@click.option(
+    "--volumes",
+    is_flag=True,
+    help="Also delete the dlenv-work volume (your files!) and dlenv-packages (your pip installs).",
+)
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting the work volume.")
 @click.pass_obj
 def down(app: Any, volumes: bool, yes: bool) -> None:
@@ -105,7 +166,9 @@ def down(app: Any, volumes: bool, yes: bool) -> None:
     from dlenv.containers import engine, notebook
 
     if volumes and not app.terminal.confirm(
-        f"delete the {notebook.WORK_VOLUME} volume and every file in it?", assume_yes=yes
+        f"delete the {notebook.WORK_VOLUME} volume and every file in it, and the "
+        f"{notebook.PACKAGES_VOLUME} volume (your pip installs)?",
+        assume_yes=yes,
     ):
         raise click.Abort()
     client = engine.connect()
@@ -115,9 +178,15 @@ def down(app: Any, volumes: bool, yes: bool) -> None:
     else:
         app.terminal.note("no local notebook container was running")
     if volume_gone:
-        app.terminal.success(f"deleted the {notebook.WORK_VOLUME} volume")
+        app.terminal.success(
+            f"deleted the {notebook.WORK_VOLUME} and {notebook.PACKAGES_VOLUME} volumes "
+            "(your files and pip installs)"
+        )
     elif not volumes:
-        app.terminal.note(f"your files stay in the {notebook.WORK_VOLUME} volume")
+        app.terminal.note(
+            f"your files stay in the {notebook.WORK_VOLUME} volume, your pip installs in "
+            f"{notebook.PACKAGES_VOLUME}"
+        )
 
 
 @local.command()
@@ -135,8 +204,14 @@ def status(app: Any, as_json: bool) -> None:
         app.terminal.note("no local notebook (start one: dlenv local up)")
         return
     app.terminal.table(
-        ["image", "device", "status", "health", "url"],
-        [[nb.image, nb.device, nb.status, nb.health or "-", nb.url]],
+        ["image", "device", "status", "health"],
+        [[nb.image, nb.device, nb.status, nb.health or "-"]],
+    )
+    # the URL (with its token) on a line of its own, never folded into a table cell: copyable
+    app.terminal.result(nb.url)
+    files = f"folder {nb.workdir}" if nb.workdir else f"{notebook.WORK_VOLUME} volume"
+    app.terminal.note(
+        f"files: {files}; pip installs: {notebook.PACKAGES_VOLUME} volume ({notebook.PACKAGES_DIR})"
     )
 
 

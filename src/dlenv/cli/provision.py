@@ -55,6 +55,20 @@ def stack_options(func: Any) -> Any:
         ),
         click.option("--cpu", is_flag=True, help="GPU-less: skip driver/CUDA, CPU torch."),
         setting_option(
+            "--requirements",
+            setting="requirements",
+            metavar="FILE",
+            help="Your pip requirements, installed into the env (the stack's torch/numpy "
+            "pins held; a changed file re-runs just that step).",
+        ),
+        setting_option(
+            "--conda-env",
+            setting="conda_env",
+            metavar="FILE",
+            help="Your conda environment.yml: its packages go into the env (--python conda), "
+            "its pip: section with --requirements.",
+        ),
+        setting_option(
             "--idle-stop",
             setting="idle_stop",
             type=int,
@@ -74,6 +88,9 @@ def build_options(settings: Any, **flags: Any) -> Any:
     return ProvisionOptions(
         python=settings.python,
         idle_stop=settings.idle_stop,
+        requirements=Path(settings.requirements) if settings.requirements else None,
+        conda_env=Path(settings.conda_env) if settings.conda_env else None,
+        packages=tuple(settings.packages or ()),
         conda_dist=flags.get("conda_dist"),
         conda_installer=flags.get("conda_installer"),
         wheelhouse=flags.get("wheelhouse"),
@@ -128,6 +145,8 @@ def provision(
     ca_bundle: Path | None,
     cpu: bool,
     idle_stop: int | None,
+    requirements: str | None,
+    conda_env: str | None,
     trust_new_host_key: bool,
     as_json: bool,
     region: str | None = None,
@@ -139,6 +158,7 @@ def provision(
     dlenv provision mybox [--plan]                     an environment made by `dlenv up`
     dlenv provision --host ubuntu@10.1.2.3 -i KEY      any SSH box (Ubuntu 22.04/24.04, Debian 12)
     dlenv provision --host a@h1 --host a@h2 ...        several hosts in parallel
+    dlenv provision mybox --requirements requirements.txt   your own packages too
 
     Safe to repeat: finished steps are checked and skipped, an interrupted run resumes.
     """
@@ -151,7 +171,24 @@ def provision(
             "give an environment NAME or --host USER@HOST (not both)",
             "e.g. dlenv provision mybox, or dlenv provision --host ubuntu@10.1.2.3 -i KEY",
         )
-    settings = app.settings(python=python, idle_stop=idle_stop, region=region, profile=profile)
+    settings = app.settings(
+        python=python,
+        idle_stop=idle_stop,
+        requirements=requirements,
+        conda_env=conda_env,
+        region=region,
+        profile=profile,
+    )
+    stack_flags = {
+        "only": only,
+        "skip": skip,
+        "conda_dist": conda_dist,
+        "conda_installer": conda_installer,
+        "wheelhouse": wheelhouse,
+        "ca_bundle": ca_bundle,
+        "cpu": cpu,
+    }
+    build_options(settings, **stack_flags)  # a bad file or flag fails before any host is contacted
     terminal = app.terminal
     if name:
         try:
@@ -185,16 +222,7 @@ def provision(
             # an unreachable host is reported by the run below, beside the others' results
             with contextlib.suppress(SshUnreachableError, SshTimeoutError):
                 prepare(target, trust_new=trust_new_host_key, say=terminal.info)
-    options = build_options(
-        settings,
-        only=only,
-        skip=skip,
-        conda_dist=conda_dist,
-        conda_installer=conda_installer,
-        wheelhouse=wheelhouse,
-        ca_bundle=ca_bundle,
-        cpu=cpu,
-    )
+    options = build_options(settings, **stack_flags)
     results = run_provision(
         targets, options, terminal, plan_only=plan, trust_new_host_key=trust_new_host_key
     )

@@ -14,14 +14,26 @@ def _duration(hours: float) -> str:
 
 @click.command()
 @click.argument("name", required=False)
+@click.option(
+    "--idle",
+    "read_idle",
+    is_flag=True,
+    help="Also read each running environment's idle countdown and budget spend (over SSH).",
+)
 @json_option
 @aws_options
 @click.pass_obj
-def status(app, name: str | None, as_json: bool, **aws_flags) -> None:
-    """Show environments: type, GPU, state, IP, uptime, $/h, cost so far, stack."""
-    from dlenv.cloud import catalog, instances
+def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -> None:
+    """Show environments: type, GPU, state, IP, uptime, $/h, cost so far, budget, storage.
+
+    \b
+    The last lines add up what is being paid for now: running machines per hour, and every
+    environment's disks (stopped ones included) and baked images per month.
+    """
+    from dlenv.cloud import catalog, images, instances
     from dlenv.cloud.session import from_settings
     from dlenv.lifecycle import stack_fingerprint
+    from dlenv.provision.idle import BUDGET_TAG
 
     settings = app.settings(**aws_flags)
     aws = from_settings(settings)
@@ -34,6 +46,8 @@ def status(app, name: str | None, as_json: bool, **aws_flags) -> None:
             "`dlenv status` lists all environments",
         )
     current = stack_fingerprint()
+    disks = instances.volume_sizes(aws, [e.instance_id for e in envs if e.state != "terminated"])
+    baked = [] if name else images.list_baked(aws)
     rows = []
     for env in envs:
         try:
@@ -59,15 +73,43 @@ def status(app, name: str | None, as_json: bool, **aws_flags) -> None:
                 "stack_current": env.stack == current,
                 "interrupted": env.interrupted,
                 "state_reason": env.state_reason,
+                "budget_usd": _budget(env.tags.get(BUDGET_TAG)),
+                "disk_gb": disks.get(env.instance_id, 0),
+                "disk_per_month": round(
+                    disks.get(env.instance_id, 0) * instances.VOLUME_PRICE_GB_MONTH, 2
+                ),
             }
         )
+    if read_idle:
+        idle_states = _idle_states(aws, [e for e in envs if e.state == "running"], settings)
+        for row in rows:
+            row["idle"] = idle_states.get(row["name"])
+    image_rows = [
+        {"image_id": b.image_id, "name": b.name, "size_gb": b.size_gb, "per_month": b.monthly_cost}
+        for b in baked
+    ]
+    totals = {
+        "running_per_hour": round(
+            sum(r["price_per_hour"] or 0 for r in rows if r["state"] == "running"), 3
+        ),
+        "disks_per_month": round(sum(r["disk_per_month"] for r in rows), 2),
+        "images_per_month": round(sum(i["per_month"] for i in image_rows), 2),
+    }
     from dlenv.ssh.tunnel import open_tunnels
 
     tunnels = [
         {k: t[k] for k in ("name", "pid", "local_port")} for t in open_tunnels(app.terminal.warn)
     ]
     if as_json:
-        app.terminal.json({"region": aws.region_name, "environments": rows, "tunnels": tunnels})
+        app.terminal.json(
+            {
+                "region": aws.region_name,
+                "environments": rows,
+                "images": image_rows,
+                "totals": totals,
+                "tunnels": tunnels,
+            }
+        )
         return
     for t in tunnels:
         app.terminal.info(
@@ -78,7 +120,13 @@ def status(app, name: str | None, as_json: bool, **aws_flags) -> None:
         return
     table = []
     for r in rows:
-        state = r["state"] + (" (spot interrupted)" if r["interrupted"] else "")
+        state = r["state"]
+        if r["interrupted"]:
+            state += (
+                " (spot interrupted: AWS restarts it when capacity returns)"
+                if r["market"] == "spot-persistent"
+                else " (spot interrupted)"
+            )
         stack = (r["stack"] or "?") + ("" if r["stack_current"] else " (old)")
         table.append(
             [
@@ -90,12 +138,92 @@ def status(app, name: str | None, as_json: bool, **aws_flags) -> None:
                 _duration(r["uptime_hours"]) if r["state"] == "running" else "-",
                 f"{r['price_per_hour']:.3f}" if r["price_per_hour"] is not None else "?",
                 f"{r['cost_so_far']:.2f}" if r["cost_so_far"] is not None else "?",
+                f"{r['budget_usd']:.2f}" if r["budget_usd"] is not None else "-",
+                f"{r['disk_gb']} GB {r['disk_per_month']:.2f}/mo" if r["disk_gb"] else "-",
                 r["market"],
                 stack,
             ]
         )
     app.terminal.table(
-        ["NAME", "TYPE", "GPU", "STATE", "IP", "UPTIME", "$/H", "$ SINCE START", "MARKET", "STACK"],
+        [
+            "NAME",
+            "TYPE",
+            "GPU",
+            "STATE",
+            "IP",
+            "UPTIME",
+            "$/H",
+            "$ SINCE START",
+            "BUDGET $",
+            "DISK",
+            "MARKET",
+            "STACK",
+        ],
         table,
         title=f"dlenv environments in {aws.region_name}",
+    )
+    _print_totals(app.terminal, totals, rows, image_rows)
+    for r in rows:
+        if r.get("idle"):
+            app.terminal.info(f"{r['name']}: {r['idle']}")
+
+
+def _idle_states(aws, envs: list, settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """{name: one line} read from each host's idle status, in parallel, 8 s per host at most.
+
+    Only hosts this machine already knows (host key recorded, private key here) are asked:
+    status never trusts a new key or reads a console.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dlenv.cloud.keys import private_key_path
+    from dlenv.provision import idle
+    from dlenv.ssh.known_hosts import has_keys
+    from dlenv.ssh.target import environment_target
+
+    def one(env) -> str:  # type: ignore[no-untyped-def]
+        key = private_key_path(env.name)
+        if not has_keys(f"dlenv-{env.name}") or not key.exists():
+            return "idle: unknown (not yet reached from this machine: `dlenv ssh " + env.name + "`)"
+        try:
+            target = environment_target(
+                env.name,
+                host=env.public_ip or env.private_ip,
+                tag_user=env.user,
+                ssh_user=settings.ssh_user,
+                key_file=key,
+                proxy_command=settings.ssh_proxy_command,
+            )
+            state = idle.read_status(target, connect_timeout=8)
+        except Exception as exc:  # one line per host, never a traceback
+            first = (str(getattr(exc, "message", exc)).splitlines() or [type(exc).__name__])[0]
+            return f"idle: unknown ({first[:120]})"
+        return state.describe() if state else "idle: no status yet (the timer runs every minute)"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(zip([e.name for e in envs], pool.map(one, envs), strict=True))
+
+
+def _budget(tag: str | None) -> float | None:
+    """The dlenv:budget tag as a number (tags are input: anything else reads as none)."""
+    try:
+        value = float(tag) if tag is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 < value < 1e6 else None
+
+
+def _print_totals(terminal, totals: dict, rows: list[dict], image_rows: list[dict]) -> None:
+    """Cost lines under the table: what runs now, and what storage costs every month."""
+    running = [r for r in rows if r["state"] == "running"]
+    terminal.info(
+        f"running now: {totals['running_per_hour']:.3f} $/h ({len(running)} environment(s)); "
+        "stopped ones cost only their disks"
+    )
+    storage = totals["disks_per_month"] + totals["images_per_month"]
+    terminal.info(
+        f"storage: {storage:.2f} $/month = disks {totals['disks_per_month']:.2f} "
+        f"({sum(r['disk_gb'] for r in rows)} GB gp3) + baked images "
+        f"{totals['images_per_month']:.2f} ({len(image_rows)} image(s), "
+        f"{sum(i['size_gb'] for i in image_rows)} GB of snapshots; `dlenv ami list`)"
     )

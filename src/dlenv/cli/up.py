@@ -71,6 +71,14 @@ from dlenv.cli.provision import STACK_FLAGS, stack_options
     help="Seconds to wait for SSH (default 600).",
     metavar="S",
 )
+@setting_option(
+    "--budget",
+    setting="budget",
+    type=float,
+    metavar="USD",
+    help="Stop the environment once it has cost USD from now (enforced on the machine, so it "
+    "holds while your laptop is closed; `dlenv budget NAME` changes it).",
+)
 @click.option(
     "--no-provision", is_flag=True, help="Launch only: return once the instance runs (no SSH wait)."
 )
@@ -80,6 +88,12 @@ from dlenv.cli.provision import STACK_FLAGS, stack_options
     default=1,
     show_default=True,
     help="Launch N environments NAME-1..NAME-N; they are provisioned in parallel, a log each.",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(exists=True, file_okay=False),
+    metavar="DIR",
+    help="Upload DIR into the notebook's ~/work after provisioning (as `dlenv sync NAME DIR --up`).",
 )
 @stack_options
 @yes_option
@@ -100,6 +114,16 @@ def up(app, name: str, no_provision: bool, count: int, yes: bool, **flags) -> No
     from dlenv.statefile import env_lock
 
     stack_flags = {k: flags.pop(k) for k in STACK_FLAGS}
+    workdir = flags.pop("workdir")
+    if workdir and no_provision:
+        raise DlenvError(
+            "--workdir uploads after provisioning, and --no-provision skips it",
+            f"drop one; later: `dlenv provision {name}` then `dlenv sync {name} DIR --up`",
+        )
+    if workdir:
+        from dlenv.sync import local_rsync
+
+        local_rsync()  # missing rsync: one line before anything is launched
     settings = app.settings(**flags)
     if not no_provision:
         build_options(settings, **stack_flags)  # bad flags fail before anything is created
@@ -118,6 +142,8 @@ def up(app, name: str, no_provision: bool, count: int, yes: bool, **flags) -> No
         for each in names:
             locks.enter_context(env_lock(each, say=term.info))
         _up_locked(name, names, settings, stack_flags, no_provision, count, yes, term)
+        if workdir:
+            _upload(names, workdir, settings, term)
 
 
 def _up_locked(name, names, settings, stack_flags, no_provision, count, yes, term) -> None:
@@ -155,6 +181,17 @@ def _up_locked(name, names, settings, stack_flags, no_provision, count, yes, ter
     )
 
 
+def _upload(names, workdir, settings, term) -> None:
+    """`--workdir DIR`: DIR into each environment's ~/work (the sync's rules: .gitignore...)."""
+    from dlenv import sync
+
+    for each in names:
+        remote = sync.environment_remote(each, settings, term)
+        sync.mark_work(each, settings)
+        result = sync.sync(remote, workdir, "up", term)
+        term.success(f"uploaded {result.local} -> {result.remote} in {result.seconds:.1f}s")
+
+
 def _provision(results, stack_flags, term) -> None:
     """One environment through provision_environment; several in parallel (a log per host)."""
     from dlenv import lifecycle
@@ -167,6 +204,7 @@ def _provision(results, stack_flags, term) -> None:
         options = build_options(env_settings, **stack_flags)
         runner.provision_environment(each, result.target, env_settings, term, options=options)
         lifecycle.record_choices(each, env_settings, result.env.instance_id)
+        _budget(each, env_settings, result, term)
         return
     first_settings = results[0][1]
     options = build_options(first_settings, **stack_flags)
@@ -175,4 +213,32 @@ def _provision(results, stack_flags, term) -> None:
     runner.raise_for_failures(host_results)
     for each, env_settings, result in results:
         lifecycle.record_choices(each, env_settings, result.env.instance_id)
+        _budget(each, env_settings, result, term)
     term.success(f"provisioned {len(results)} environments")
+
+
+def _budget(each, env_settings, result, term) -> None:
+    """`--budget USD`: the machine enforces it from now (once: the same budget is not reset)."""
+    if env_settings.budget is None:
+        return
+    from dlenv.cloud import catalog
+    from dlenv.cloud.aws_errors import translated
+    from dlenv.cloud.session import from_settings
+    from dlenv.provision import idle
+
+    amount = float(env_settings.budget)
+    if result.env.tags.get(idle.BUDGET_TAG) == f"{amount:.2f}":
+        term.info(f"{each}: budget ${amount:.2f} already set (`dlenv budget {each}`: the spend)")
+        return
+    aws = from_settings(env_settings)
+    price = catalog.lookup(result.env.instance_type, aws.region_name).price_per_hour
+    idle.apply_budget(result.target, amount, price)
+    with translated(region=aws.region_name):
+        aws.ec2.create_tags(
+            Resources=[result.env.instance_id],
+            Tags=[{"Key": idle.BUDGET_TAG, "Value": f"{amount:.2f}"}],
+        )
+    term.success(
+        f"{each}: budget ${amount:.2f}: it stops itself after about {amount / price:.1f} "
+        f"running hours at {price:.3f} $/h (warning at 80 %)"
+    )

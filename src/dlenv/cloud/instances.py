@@ -147,3 +147,26 @@ def ssh_target_for(name: str, settings: Any) -> Any:
         key_file=require_private_key(name, aws.region_name),
         proxy_command=settings.ssh_proxy_command,
     )
+
+
+VOLUME_PRICE_GB_MONTH = 0.08
+"""EBS gp3 storage, us-east-1 list price ($/GB-month): what a stopped environment still costs
+(the baseline IOPS and throughput dlenv launches with are included in gp3's price)."""
+
+
+def volume_sizes(aws: Any, instance_ids: list[str]) -> dict[str, int]:
+    """{instance id: GB of EBS volumes attached}, in one paginated DescribeVolumes call."""
+    sizes: dict[str, int] = {}
+    if not instance_ids:
+        return sizes
+    with translated(region=aws.region_name):
+        pages = aws.ec2.get_paginator("describe_volumes").paginate(
+            Filters=[{"Name": "attachment.instance-id", "Values": list(instance_ids)}]
+        )
+        for page in pages:
+            for volume in page.get("Volumes", []):
+                for attachment in volume.get("Attachments", []):
+                    iid = attachment.get("InstanceId")
+                    if iid in instance_ids:
+                        sizes[iid] = sizes.get(iid, 0) + int(volume.get("Size", 0))
+    return sizes

@@ -11,12 +11,18 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dlenv.containers import images
-from dlenv.containers.context import assemble, check_pem, check_wheelhouse
+from dlenv.containers.context import (
+    UserFiles,
+    assemble,
+    check_pem,
+    check_wheelhouse,
+    provision_options,
+)
 from dlenv.containers.progress import BuildKitProgress, BuildProgress, BuildResult
 from dlenv.errors import DockerError, UsageError
 from dlenv.terminal import Terminal
@@ -47,6 +53,8 @@ class BuildRequest:
     ca_bundle: Path | None = None
     devel: bool = False
     no_cache: bool = False
+    user_files: UserFiles = field(default_factory=UserFiles)
+    """The user's own packages baked in (--requirements, --conda-env, dlenv.toml packages)."""
 
     def __post_init__(self) -> None:  # bad input fails before any engine is contacted
         if self.device not in {"gpu", "cpu"}:
@@ -59,6 +67,29 @@ class BuildRequest:
             check_wheelhouse(self.wheelhouse)
         if self.ca_bundle is not None:
             check_pem(self.ca_bundle)
+        if self.user_files:
+            user_digest(self.device, self.user_files)  # every file and line checked now
+
+
+def user_digest(device: str, user_files: UserFiles) -> str:
+    """The digest of the user's checked packages as an image build installs them."""
+    from dlenv.provision.options import user_packages
+
+    return user_packages(provision_options(device, None, None, user_files=user_files)).digest
+
+
+def image_tags(fingerprint: str, req: BuildRequest) -> list[str]:
+    """Tags of a build: the stack's two, or, with the user's packages, one of their own
+    (`<fingerprint>-<variant>-u<digest>`) that leaves the plain stack images (and latest-*) be;
+    `dlenv local up --requirements FILE` runs exactly that tag."""
+    if req.user_files:
+        stack_only = images.stack_tag(fingerprint, req.device, req.devel)
+        tags = [f"{stack_only}-u{user_digest(req.device, req.user_files)}"]
+    else:
+        tags = images.tags_for(fingerprint, req.device, req.devel)
+    if req.tag:
+        tags.insert(0, req.tag)
+    return tags
 
 
 @dataclass
@@ -75,12 +106,16 @@ def build_image(client: docker.DockerClient, terminal: Terminal, req: BuildReque
 
     stack = load_stack()
     base = images.base_image_for(req.base_image, req.devel)
-    tags = images.tags_for(stack.fingerprint, req.device, req.devel)
-    if req.tag:
-        tags.insert(0, req.tag)
-    labels = images.labels_for(stack, req.device, req.devel, base)
+    tags = image_tags(stack.fingerprint, req)
+    labels = _labels(stack, req, base)
 
-    ctx = assemble(stack, req.device, wheelhouse=req.wheelhouse, ca_bundle=req.ca_bundle)
+    ctx = assemble(
+        stack,
+        req.device,
+        wheelhouse=req.wheelhouse,
+        ca_bundle=req.ca_bundle,
+        user_files=req.user_files,
+    )
     start = time.monotonic()
     try:
         terminal.info(
@@ -122,19 +157,31 @@ def write_context(req: BuildRequest, into: Path) -> tuple[Path, list[str]]:
 
     stack = load_stack()
     base = images.base_image_for(req.base_image, req.devel)
-    tags = images.tags_for(stack.fingerprint, req.device, req.devel)
-    if req.tag:
-        tags.insert(0, req.tag)
-    ctx = assemble(stack, req.device, wheelhouse=req.wheelhouse, ca_bundle=req.ca_bundle, into=into)
+    tags = image_tags(stack.fingerprint, req)
+    ctx = assemble(
+        stack,
+        req.device,
+        wheelhouse=req.wheelhouse,
+        ca_bundle=req.ca_bundle,
+        into=into,
+        user_files=req.user_files,
+    )
     cmd = ["docker", "build", "--target", req.device, "--build-arg", f"BASE_IMAGE={base}"]
     for ref in tags:
         cmd += ["--tag", ref]
-    for key, value in images.labels_for(stack, req.device, req.devel, base).items():
+    for key, value in _labels(stack, req, base).items():
         cmd += ["--label", f"{key}={value}"]
     if req.no_cache:
         cmd.append("--no-cache")
     cmd.append(str(ctx.path))
     return ctx.path, cmd
+
+
+def _labels(stack: Any, req: BuildRequest, base: str) -> dict[str, str]:
+    labels = images.labels_for(stack, req.device, req.devel, base)
+    if req.user_files:
+        labels["io.dlenv.user-packages"] = user_digest(req.device, req.user_files)
+    return labels
 
 
 def _check_tag(tag: str) -> None:

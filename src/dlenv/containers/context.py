@@ -9,6 +9,10 @@ stack.toml                 the manifest they were rendered from (kept in the ima
 wheelhouse/                --wheelhouse DIR's wheels (only the builder stage sees them)
 uploads/                   files the steps read (the checked --ca-bundle), copied to
                            /opt/dlenv/uploads for system.sh, removed by the RUN that runs it
+user-uploads/              the user's checked requirements, the same for user.sh
+user.sh                    the user-packages step (--requirements ...): a layer of its own, so
+                           a changed requirements file never reinstalls PyTorch
+user_site.py               makes `pip install` in a notebook persistent (the packages volume)
 jupyter_server_config.py   the server's container settings (token from the environment)
 ```
 
@@ -33,13 +37,16 @@ if TYPE_CHECKING:
     from dlenv.provision.manifest import Stack
     from dlenv.provision.options import ProvisionOptions
 
-DOCKER_FILES = ("Dockerfile", "jupyter_server_config.py")
+DOCKER_FILES = ("Dockerfile", "jupyter_server_config.py", "user_site.py")
 WHEEL_SUFFIXES = (".whl", ".tar.gz", ".zip")
 
+USER_UPLOADS = "user-uploads"
+"""The build context's folder of the user's checked requirements (user.sh's layer reads it)."""
 # Which rendered steps run in which Dockerfile layer (the renderer's step names).
 LAYERS: dict[str, tuple[str, ...]] = {
     "system.sh": ("ca-bundle", "base-packages"),
-    "stack.sh": ("python-env", "pytorch", "jupyterlab"),
+    "stack.sh": ("python-env", "pytorch", "jupyterlab", "scientific"),
+    "user.sh": ("user-packages",),
     "smoke.sh": ("smoke-test",),
 }
 # uv puts a Python it downloads (base without the manifest's Python) under the env's root, so the
@@ -65,8 +72,24 @@ def docker_dir() -> Path:
     return data_dir() / "docker"
 
 
+@dataclass(frozen=True)
+class UserFiles:
+    """The user's own packages a build bakes in (`dlenv build --requirements FILE`)."""
+
+    requirements: Path | None = None
+    conda_env: Path | None = None
+    packages: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.requirements or self.conda_env or self.packages)
+
+
 def provision_options(
-    device: str, wheelhouse: Path | None, ca_bundle: Path | None, only: tuple[str, ...] = ()
+    device: str,
+    wheelhouse: Path | None,
+    ca_bundle: Path | None,
+    only: tuple[str, ...] = (),
+    user_files: UserFiles | None = None,
 ) -> ProvisionOptions:
     """The provisioning options an image build stands for (container profile, uv, user dlenv)."""
     from dlenv.containers.images import NB_USER
@@ -82,11 +105,18 @@ def provision_options(
         ca_bundle=ca_bundle,
         only=only,
         extra_env={"UV_PYTHON_INSTALL_DIR": UV_PYTHON_DIR},
+        requirements=user_files.requirements if user_files else None,
+        conda_env=user_files.conda_env if user_files else None,
+        packages=user_files.packages if user_files else (),
     )
 
 
 def render_layers(
-    stack: Stack, device: str, wheelhouse: Path | None, ca_bundle: Path | None
+    stack: Stack,
+    device: str,
+    wheelhouse: Path | None,
+    ca_bundle: Path | None,
+    user_files: UserFiles | None = None,
 ) -> dict[str, str]:
     """{script name: rendered script} for the Dockerfile's three provisioning layers."""
     from dlenv.provision.render import render_script
@@ -96,8 +126,11 @@ def render_layers(
     covered: set[str] = set()
     for name, steps in LAYERS.items():
         covered.update(steps)
+        # only user.sh sees the user's files: the other layers' scripts stay byte-identical
+        # with and without them, so the cached PyTorch layer is reused
+        mine = user_files if "user-packages" in steps else None
         scripts[name] = render_script(
-            stack, provision_options(device, wheelhouse, ca_bundle, only=steps)
+            stack, provision_options(device, wheelhouse, ca_bundle, only=steps, user_files=mine)
         )
     # a step added to the stack must be placed in a layer, or images would silently lack it
     vm_only = {"nvidia-driver", "cuda-toolkit", "jupyterlab-service", "idle-autostop"}
@@ -117,6 +150,7 @@ def assemble(
     wheelhouse: Path | None = None,
     ca_bundle: Path | None = None,
     into: Path | None = None,
+    user_files: UserFiles | None = None,
 ) -> BuildContext:
     """Write a build context into `into` (or a new temporary folder) and describe it."""
     from dlenv.provision.steps import env_prefix
@@ -141,7 +175,7 @@ def assemble(
     else:  # pragma: no cover - load_stack always records its path
         (path / "stack.toml").write_text("")
 
-    scripts = render_layers(stack, device, wheelhouse, ca_bundle)
+    scripts = render_layers(stack, device, wheelhouse, ca_bundle, user_files)
     for name, text in scripts.items():
         (path / name).write_text(text)
         os.chmod(path / name, 0o644)
@@ -151,6 +185,19 @@ def assemble(
     (path / "uploads").mkdir()
     (path / "uploads" / ".keep").write_text("")
     write_uploads(stack, provision_options(device, wheelhouse, ca_bundle), path)
+    # the user's files in a folder of their own: only the user.sh layer COPYs it, so editing
+    # them never invalidates the system layer (and everything after it)
+    user_dir = path / USER_UPLOADS
+    user_dir.mkdir()
+    (user_dir / ".keep").write_text("")
+    if user_files:
+        from dlenv.provision.steps import upload_files
+
+        for remote, text in upload_files(
+            stack, provision_options(device, None, None, user_files=user_files)
+        ).items():
+            (user_dir / Path(remote).name).write_text(text)
+            os.chmod(user_dir / Path(remote).name, 0o644)
 
     wheels_dir = path / "wheelhouse"
     wheels_dir.mkdir()

@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 # Overridable so tests (and users with several checkouts) never touch someone else's notebook.
 CONTAINER_NAME = os.environ.get("DLENV_LOCAL_CONTAINER", "dlenv-notebook")
 WORK_VOLUME = os.environ.get("DLENV_WORK_VOLUME", "dlenv-work")  # as in docker/compose.yaml
+# What `pip install` puts in a notebook (the image's PIP_PREFIX/PYTHONUSERBASE, ~/.local): a volume
+# of its own, so it survives down/up and a rebuilt image. A custom work volume (tests, a second
+# checkout) gets a packages volume named after it, so nothing shares the default one by accident.
+PACKAGES_VOLUME = os.environ.get("DLENV_PACKAGES_VOLUME") or (
+    "dlenv-packages" if WORK_VOLUME == "dlenv-work" else f"{WORK_VOLUME}-packages"
+)
+PACKAGES_DIR = "/home/dlenv/.local"
 INTERNAL_PORT = 8888
 DEFAULT_PORT = 8888
 SHM_SIZE = "2g"  # compose.yaml: shm_size: 2gb
@@ -48,6 +55,7 @@ class UpOptions:
     build: bool | None = None  # None: build when absent; False: never; True: always rebuild
     token: str | None = None  # else $JUPYTER_TOKEN, else generated
     wait: float = 180.0
+    workdir: str | None = None  # a host folder as ~/work instead of the work volume
 
 
 @dataclass
@@ -59,6 +67,8 @@ class Notebook:
     token: str
     status: str
     health: str | None
+    workdir: str | None = None
+    """The host folder mounted as ~/work (None: the work volume)."""
 
     @property
     def url(self) -> str:
@@ -73,6 +83,8 @@ class Notebook:
             "url": self.url,
             "status": self.status,
             "health": self.health,
+            "workdir": self.workdir,
+            "work_volume": None if self.workdir else WORK_VOLUME,
         }
 
 
@@ -84,6 +96,7 @@ BuildFn = Callable[[str, str | None], str]
 def up(
     client: docker.DockerClient, terminal: Terminal, opts: UpOptions, build: BuildFn
 ) -> Notebook:
+    folder = host_folder(opts.workdir) if opts.workdir else None  # before any build
     info = engine.engine_info(client)
     device = _choose_device(opts.device, info, terminal)
     image = _ensure_image(client, terminal, opts, device, build)
@@ -94,6 +107,7 @@ def up(
         current = describe(existing)
         same = (
             existing.image.id == image_id
+            and current.workdir == (folder.path if folder else None)
             and current.device == device
             and (opts.port is None or opts.port == current.port)
             and (opts.token is None or opts.token == current.token)
@@ -111,9 +125,14 @@ def up(
 
     port = _choose_port(opts.port, terminal)
     token = opts.token or os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
-    container = _run(client, image, device, port, token)
+    container = _run(client, image, device, port, token, folder=folder)
     _wait_ready(container, port, terminal, opts.wait)
     return describe(container)
+
+
+def choose_device(requested: str | None, info: dict[str, Any], terminal: Terminal) -> str:
+    """gpu/cpu as asked, else gpu when the engine has the NVIDIA runtime (said in one note)."""
+    return _choose_device(requested, info, terminal)
 
 
 def _choose_device(requested: str | None, info: dict[str, Any], terminal: Terminal) -> str:
@@ -216,7 +235,15 @@ def _choose_port(requested: int | None, terminal: Terminal) -> int:
     return other
 
 
-def _run(client: docker.DockerClient, image: str, device: str, port: int, token: str) -> Container:
+def _run(
+    client: docker.DockerClient,
+    image: str,
+    device: str,
+    port: int,
+    token: str,
+    *,
+    folder: HostFolder | None = None,
+) -> Container:
     from docker.errors import APIError
     from docker.types import DeviceRequest
 
@@ -226,11 +253,16 @@ def _run(client: docker.DockerClient, image: str, device: str, port: int, token:
         "detach": True,
         "environment": {"JUPYTER_TOKEN": token},
         "ports": {f"{INTERNAL_PORT}/tcp": ("127.0.0.1", port)},
-        "volumes": {WORK_VOLUME: {"bind": workdir, "mode": "rw"}},
+        "volumes": {
+            WORK_VOLUME: {"bind": workdir, "mode": "rw"},
+            PACKAGES_VOLUME: {"bind": PACKAGES_DIR, "mode": "rw"},
+        },
         "shm_size": SHM_SIZE,
         "labels": {LOCAL_LABEL: "1", "io.dlenv.device": device, "io.dlenv.port": str(port)},
         "restart_policy": {"Name": "unless-stopped"},
     }
+    if folder is not None:
+        _mount_folder(kwargs, client, image, workdir, folder)
     if device == "gpu":
         kwargs["device_requests"] = [
             DeviceRequest(driver="nvidia", count=-1, capabilities=[["gpu"]])
@@ -327,6 +359,7 @@ def describe(container: Container) -> Notebook:
         token=env.get("JUPYTER_TOKEN", ""),
         status=container.status,
         health=health,
+        workdir=labels.get(WORKDIR_LABEL) or None,
     )
 
 
@@ -343,7 +376,8 @@ def _remove(container: Container) -> None:
 
 
 def down(client: docker.DockerClient, *, volumes: bool = False) -> tuple[bool, bool]:
-    """Remove the notebook container (and with `volumes` the work volume): (removed, volume_gone)."""
+    """Remove the notebook container (and with `volumes` the work and packages volumes):
+    (removed, volume_gone: at least one of them was deleted)."""
     from docker.errors import NotFound
 
     container = find_container(client)
@@ -353,11 +387,17 @@ def down(client: docker.DockerClient, *, volumes: bool = False) -> tuple[bool, b
         _remove(container)
     volume_gone = False
     if volumes:
-        try:
-            client.volumes.get(WORK_VOLUME).remove()
-            volume_gone = True
-        except NotFound:
-            pass
+        for name in (WORK_VOLUME, PACKAGES_VOLUME):
+            try:
+                client.volumes.get(name).remove()
+                volume_gone = True
+            except NotFound:
+                pass
+        for volume in client.volumes.list(filters={"name": f"{PACKAGES_VOLUME}-uid"}):
+            if volume.name.startswith(f"{PACKAGES_VOLUME}-uid"):  # --workdir's, per host uid
+                with contextlib.suppress(NotFound):
+                    volume.remove()
+                    volume_gone = True
     return container is not None, volume_gone
 
 
@@ -382,7 +422,9 @@ def smoke_test(
     if as_json:
         cmd.append("--json")
     api = client.api
-    exec_id = api.exec_create(container.id, cmd, stdout=True, stderr=True)["Id"]
+    # as the notebook user (a --workdir container starts as root to take the host user's ids)
+    user = (container.labels or {}).get(USER_LABEL, "")
+    exec_id = api.exec_create(container.id, cmd, stdout=True, stderr=True, user=user)["Id"]
     # the job's stdout (its report, or JSON) to our stdout, its progress lines to our stderr
     import codecs
     import sys
@@ -404,3 +446,90 @@ def smoke_test(
 
 
 __all__ = ["IMAGE_REPO", "Notebook", "UpOptions", "down", "smoke_test", "status", "up"]
+
+
+# -- --workdir: a host folder as ~/work ----------------------------------------------------------
+IMAGE_UID = IMAGE_GID = 1000
+"""The image's notebook user (docker/Dockerfile NB_UID, its own group)."""
+WORKDIR_LABEL = "io.dlenv.workdir"
+USER_LABEL = "io.dlenv.user"
+
+# Run as root by tini, only in a --workdir container whose host user is not uid 1000: the
+# notebook user takes the host user's ids (the docker-stacks NB_UID way), then the image's own
+# command runs as that user. /etc/passwd is edited in place because usermod would chown every
+# file of the mounted folder; only the image's home (the folder itself pruned) and the packages
+# volume are handed over.
+_REMAP = r"""
+set -eu
+uid=$1; gid=$2; work=$3; shift 3
+sed -i "s/^dlenv:\([^:]*\):[0-9]*:[0-9]*:/dlenv:\1:$uid:$gid:/" /etc/passwd
+getent group "$gid" >/dev/null || sed -i "s/^dlenv:\([^:]*\):[0-9]*:/dlenv:\1:$gid:/" /etc/group
+find /home/dlenv -xdev -path "$work" -prune -o \( ! -user "$uid" -o ! -group "$gid" \) \
+  -exec chown -h "$uid:$gid" {} +
+if [ -d /home/dlenv/.local ]; then
+  find /home/dlenv/.local -xdev \( ! -user "$uid" -o ! -group "$gid" \) -exec chown -h "$uid:$gid" {} +
+fi
+exec setpriv --reuid="$uid" --regid="$gid" --init-groups -- "$@"
+"""
+
+
+@dataclass(frozen=True)
+class HostFolder:
+    """A validated `--workdir`: its absolute path and the ids the notebook user takes."""
+
+    path: str
+    uid: int
+    gid: int
+
+
+def host_folder(path: str) -> HostFolder:
+    """Check `--workdir` (an existing folder; spaces fine) and pick whose files the Lab writes.
+
+    The host user's: this process's ids, or under root (sudo, CI) the folder owner's; a folder
+    owned by root is refused, since the notebook never runs as root.
+    """
+    from pathlib import Path
+
+    given = Path(path).expanduser()
+    if not given.exists():
+        raise UsageError(f"--workdir {path}: no such folder", f"create it first: mkdir -p {path!r}")
+    if not given.is_dir():
+        raise UsageError(f"--workdir {path} is not a folder", "give a folder to use as ~/work")
+    folder = given.resolve()
+    if any(c in str(folder) for c in "\n\r\0"):
+        raise UsageError(f"--workdir {folder!r} contains a line break", "rename the folder")
+    info = folder.stat()
+    uid, gid = (os.getuid(), os.getgid()) if os.getuid() != 0 else (info.st_uid, info.st_gid)
+    if uid == 0:
+        raise UsageError(
+            f"--workdir {folder} is owned by root, and the notebook never runs as root",
+            f"give a folder an ordinary user owns (e.g. `chown -R USER {folder}`)",
+        )
+    return HostFolder(str(folder), uid, gid)
+
+
+def _mount_folder(
+    kwargs: dict[str, Any], client: Any, image: str, workdir: str, folder: HostFolder
+) -> None:
+    """Bind `folder` at the notebook's work dir instead of the work volume (a Mount, so a path
+    with `:` or spaces is one path); other ids than the image user's get the remap start."""
+    from docker.types import Mount
+
+    volumes = dict(kwargs["volumes"])
+    volumes.pop(WORK_VOLUME, None)
+    kwargs["mounts"] = [Mount(target=workdir, source=folder.path, type="bind")]
+    kwargs["labels"] = {**kwargs["labels"], WORKDIR_LABEL: folder.path}
+    if (folder.uid, folder.gid) != (IMAGE_UID, IMAGE_GID):
+        config = client.images.get(image).attrs.get("Config", {})
+        command = config.get("Cmd") or ["jupyter", "lab"]
+        kwargs["user"] = "root"
+        kwargs["environment"] = {**kwargs["environment"], "HOME": "/home/dlenv", "USER": "dlenv"}
+        kwargs["command"] = [
+            "sh", "-c", _REMAP, "dlenv-remap", str(folder.uid), str(folder.gid), workdir, *command
+        ]  # fmt: skip
+        kwargs["labels"][USER_LABEL] = f"{folder.uid}:{folder.gid}"
+        # pip installs of another user id live in a volume of their own (ownership differs)
+        for name, spec in list(volumes.items()):
+            if spec.get("bind") == PACKAGES_DIR:
+                volumes[f"{name}-uid{folder.uid}"] = volumes.pop(name)
+    kwargs["volumes"] = volumes

@@ -95,6 +95,7 @@ _REQUIRED = (
     "torch",
     "jupyter",
     "idle",
+    "scientific",
 )
 
 

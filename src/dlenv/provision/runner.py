@@ -347,7 +347,9 @@ class HostRun:
         raise ProvisionError("the host did not go down for its reboot", host=self.host.label)
 
     def _upload(self, pending: list[Step]) -> None:
-        needs_python = {"python-env", "pytorch", "jupyterlab"} & {s.name for s in pending}
+        needs_python = {"python-env", "pytorch", "jupyterlab", "user-packages"} & {
+            s.name for s in pending
+        }
         root = self.stack.get("python.root")
         uploads: list[tuple[Path, str]] = []
         if self.options.wheelhouse and needs_python:
@@ -361,8 +363,9 @@ class HostRun:
             inst = Path(self.options.conda_installer)
             uploads.append((inst, f"{root}/{REMOTE_INSTALLERS_NAME}/{inst.name}"))
         with tempfile.TemporaryDirectory(prefix="dlenv-uploads-") as tmp:
-            # Contents the steps read (the checked --ca-bundle) travel as files, never in a script.
-            if "ca-bundle" in {s.name for s in pending}:
+            # Contents the steps read (the checked --ca-bundle, the user's requirements) travel
+            # as files, never in a script.
+            if {"ca-bundle", "user-packages"} & {s.name for s in pending}:
                 for remote, text in upload_files(self.stack, self.options).items():
                     local = Path(tmp) / PurePosixPath(remote).name
                     local.write_text(text)

@@ -24,7 +24,15 @@ from typing import Any
 
 from dlenv.errors import ProvisionError, UsageError
 from dlenv.provision.manifest import Stack, provision_dir
-from dlenv.provision.options import USER_NAME, ProvisionOptions, read_ca_bundle
+from dlenv.provision.options import (
+    CONDA_ENV_UPLOAD,
+    REQUIREMENTS_UPLOAD,
+    USER_NAME,
+    ProvisionOptions,
+    UserPackages,
+    read_ca_bundle,
+    user_packages,
+)
 from dlenv.provision.osinfo import HostFacts
 from dlenv.ssh.command import quote
 
@@ -38,6 +46,7 @@ BASE_PACKAGES = (
     "iproute2",
     "bzip2",
     "git",
+    "rsync",  # `dlenv sync` (both ends need it)
 )
 KERNEL_RELEASE = re.compile(r"[0-9][0-9A-Za-z.+~_-]*")
 """A `uname -r` value safe to render into a step (`6.8.0-1015-aws`, `6.1.0-37-cloud-amd64`)."""
@@ -69,6 +78,13 @@ STEP_DEFS: tuple[StepDef, ...] = (
     StepDef("python-env", "conda or uv environment"),
     StepDef("pytorch", "torch + torchvision matching the CUDA version"),
     StepDef("jupyterlab", "JupyterLab + ipykernel, kernel registered"),
+    StepDef("scientific", "pandas, matplotlib, scikit-learn, scipy, tqdm, ipywidgets, Keras 3"),
+    StepDef(
+        "user-packages",
+        "your --requirements / --conda-env / packages, the stack's pins held",
+    ),
+    # Before the Lab service: its unit runs the starter-notebook seeder this step installs.
+    StepDef("smoke-test", "the smoke-test job (dlenv-smoke) and the starter notebooks"),
     StepDef(
         "jupyterlab-service",
         "systemd service on 127.0.0.1 with a 0600 token",
@@ -81,7 +97,6 @@ STEP_DEFS: tuple[StepDef, ...] = (
         profiles=("vm",),
         tags=("per-instance",),
     ),
-    StepDef("smoke-test", "the smoke-test job, runnable as dlenv-smoke"),
 )
 STEP_NAMES = tuple(d.name for d in STEP_DEFS)
 
@@ -255,10 +270,30 @@ CA_UPLOAD_NAME = "dlenv-extra-ca.crt"
 def upload_files(stack: Stack, options: ProvisionOptions) -> dict[str, str]:
     """{remote path: text} of the files the steps expect under `<python.root>/uploads`."""
     files = {}
+    root = stack.get("python.root")
     if options.ca_bundle:
-        root = stack.get("python.root")
         files[f"{root}/{REMOTE_UPLOADS_NAME}/{CA_UPLOAD_NAME}"] = read_ca_bundle(options.ca_bundle)
+    user = _user_packages(options)
+    if user.requirements:
+        files[f"{root}/{REMOTE_UPLOADS_NAME}/{REQUIREMENTS_UPLOAD}"] = user.requirements
+    if user.conda_env:
+        files[f"{root}/{REMOTE_UPLOADS_NAME}/{CONDA_ENV_UPLOAD}"] = user.conda_env
     return files
+
+
+def _user_packages(options: ProvisionOptions) -> UserPackages:
+    """The checked files of --requirements/--conda-env/packages (empty when none was given)."""
+    if options.requirements is None and options.conda_env is None and not options.packages:
+        return UserPackages()
+    return user_packages(options)
+
+
+def stack_pin_names(stack: Stack) -> list[str]:
+    """Every package the stack pins ([packages] and [scientific.packages]): the user-packages
+    step holds them at their installed versions, so a user's file cannot replace them."""
+    names = list(stack.data.get("packages", {}))
+    names += [n for n in stack.data.get("scientific", {}).get("packages", {}) if n not in names]
+    return names
 
 
 def build_context(
@@ -312,6 +347,9 @@ def build_context(
             if options.ca_bundle
             else ""
         ),
+        # The user's packages travel as files too; the step knows their paths and digests only.
+        **_user_context(root, _user_packages(options)),
+        "stack_pins": stack_pin_names(stack),
         "smoke_tar_b64": smoke_b64,
         "smoke_digest": smoke_digest,
         "idle_minutes": options.idle_stop,
@@ -331,12 +369,36 @@ def build_context(
     files = file_context(stack, prefix, user, options.idle_stop)
     ctx["cuda_profile"] = render_file("dlenv-cuda.sh.j2", files)
     ctx["jupyter_unit"] = render_file("dlenv-jupyter.service.j2", files)
+    ctx["jupyter_server_config"] = render_file("jupyter_server_config.json.j2", files)
+    ctx["jupyterlab_overrides"] = render_file("jupyterlab-overrides.json.j2", files)
+    # `name==version` of the scientific set, in the manifest's order (one pip/uv argument each).
+    ctx["scientific_requirements"] = [
+        f"{name}=={version}" for name, version in s["scientific"]["packages"].items()
+    ]
     ctx["idle_conf"] = render_file("idle.conf.j2", files)
     ctx["idle_timer"] = render_file("dlenv-idle.timer.j2", files)
     ctx["idle_service"] = render_file("dlenv-idle.service.j2", files)
     ctx["persistence_unit"] = render_file("dlenv-nvidia-persistence.service.j2", files)
     ctx["idle_script"] = render_file("idle-check.j2", files)
+    ctx["seed_examples"] = render_file("dlenv-seed-examples.j2", files)
     return ctx
+
+
+def _user_context(root: str, user: UserPackages) -> dict[str, Any]:
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest() if text else ""
+
+    return {
+        "user_requirements": f"{root}/{REMOTE_UPLOADS_NAME}/{REQUIREMENTS_UPLOAD}"
+        if user.requirements
+        else "",
+        "user_requirements_sha256": sha(user.requirements),
+        "user_conda_env": f"{root}/{REMOTE_UPLOADS_NAME}/{CONDA_ENV_UPLOAD}"
+        if user.conda_env
+        else "",
+        "user_conda_env_sha256": sha(user.conda_env),
+        "user_packages_digest": user.digest if user.requirements or user.conda_env else "",
+    }
 
 
 def _driver_variants(stack: Stack, facts: HostFacts | None) -> list[dict[str, Any]]:
@@ -399,6 +461,8 @@ def build_steps(stack: Stack, options: ProvisionOptions, facts: HostFacts | None
         if options.profile not in d.profiles:
             continue
         if d.name == "ca-bundle" and not options.ca_bundle:
+            continue
+        if d.name == "user-packages" and not ctx["user_packages_digest"]:
             continue
         reason = None
         if d.gpu_only and no_gpu:
