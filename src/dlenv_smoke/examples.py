@@ -33,6 +33,10 @@ SYNC_MARKER = Path(".local") / "state" / "dlenv" / "synced-down"
 """Relative to the user's home (outside the work directory, so it is never synced itself)."""
 
 
+NO_SEED_ENV = "DLENV_SEED_EXAMPLES"
+"""Set to 0 where the work directory is the user's own folder (`dlenv local up --workdir`)."""
+
+
 def default_work_dir() -> Path:
     """$DLENV_WORK_DIR (the Docker image sets it; the wrapper script too), else ~/work."""
     value = os.environ.get("DLENV_WORK_DIR")
@@ -79,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     work_dir = args.work_dir or default_work_dir()
+    if os.environ.get(NO_SEED_ENV) == "0" and args.work_dir is None:
+        # `dlenv local up --workdir DIR`: DIR is the user's own project; nothing is added to it
+        # (running `dlenv-seed-examples --work-dir DIR` by hand still copies them).
+        return 0
     try:
         copied = seed(work_dir, Path.home())
     except OSError as exc:

@@ -59,6 +59,8 @@ def test_workdir_files_belong_to_the_host_user(docker_client, cpu_image, isolate
             shutdown(kernel)
         for made in ("from-lab.txt", "out", "out/model.txt"):
             assert (folder / made).stat().st_uid == expected, made
+        # the user's own folder: dlenv adds nothing to it (no starter notebooks copied in)
+        assert not (folder / "examples").exists()
         assert (folder / "out" / "model.txt").read_text() == str(expected)
 
         # the smoke job runs as the notebook user too (the container itself starts as root)

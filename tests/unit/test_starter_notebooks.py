@@ -176,6 +176,20 @@ def test_the_installed_script_seeds_the_stacks_work_dir(tmp_path: Path) -> None:
     assert proc.returncode == 0 and (other / "examples" / NOTEBOOKS[0]).is_file()
 
 
+def test_a_users_own_folder_gets_no_examples(tmp_path: Path) -> None:
+    """`local up --workdir DIR` sets DLENV_SEED_EXAMPLES=0: the project folder stays as it is."""
+    home = tmp_path / "home"
+    home.mkdir()
+    folder = tmp_path / "project"
+    folder.mkdir()
+    proc = run_wrapper(tmp_path, home, DLENV_WORK_DIR=str(folder), DLENV_SEED_EXAMPLES="0")
+    assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    assert list(folder.iterdir()) == []
+    # asked for by hand, they still come
+    proc = run_wrapper(tmp_path, home, "--work-dir", str(folder), DLENV_SEED_EXAMPLES="0")
+    assert proc.returncode == 0 and (folder / "examples" / NOTEBOOKS[0]).is_file()
+
+
 def test_a_seeding_problem_never_stops_the_lab(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -118,6 +118,8 @@ def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -
     if not rows:
         app.terminal.info(f"no dlenv environments in {aws.region_name} (create one: dlenv up NAME)")
         return
+    # Nine columns fit a 100-column terminal; the IP, market and full stack id are in --json
+    # (and `ssh dlenv-NAME` needs no IP). Spot and an old stack show where they matter.
     table = []
     for r in rows:
         state = r["state"]
@@ -127,38 +129,23 @@ def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -
                 if r["market"] == "spot-persistent"
                 else " (spot interrupted)"
             )
-        stack = (r["stack"] or "?") + ("" if r["stack_current"] else " (old)")
+        if not r["stack_current"]:
+            state += " (old stack)"
         table.append(
             [
                 r["name"],
-                r["type"],
+                r["type"] + (" spot" if r["market"].startswith("spot") else ""),
                 r["gpu"],
                 state,
-                r["ip"] or "-",
                 _duration(r["uptime_hours"]) if r["state"] == "running" else "-",
                 f"{r['price_per_hour']:.3f}" if r["price_per_hour"] is not None else "?",
                 f"{r['cost_so_far']:.2f}" if r["cost_so_far"] is not None else "?",
                 f"{r['budget_usd']:.2f}" if r["budget_usd"] is not None else "-",
-                f"{r['disk_gb']} GB {r['disk_per_month']:.2f}/mo" if r["disk_gb"] else "-",
-                r["market"],
-                stack,
+                f"{r['disk_per_month']:.2f}" if r["disk_gb"] else "-",
             ]
         )
     app.terminal.table(
-        [
-            "NAME",
-            "TYPE",
-            "GPU",
-            "STATE",
-            "IP",
-            "UPTIME",
-            "$/H",
-            "$ SINCE START",
-            "BUDGET $",
-            "DISK",
-            "MARKET",
-            "STACK",
-        ],
+        ["NAME", "TYPE", "GPU", "STATE", "UP", "$/H", "$ SO FAR", "BUDGET $", "DISK $/MO"],
         table,
         title=f"dlenv environments in {aws.region_name}",
     )

@@ -519,6 +519,8 @@ def _mount_folder(
     volumes.pop(WORK_VOLUME, None)
     kwargs["mounts"] = [Mount(target=workdir, source=folder.path, type="bind")]
     kwargs["labels"] = {**kwargs["labels"], WORKDIR_LABEL: folder.path}
+    # the user's own project folder: the starter notebooks are not copied into it
+    kwargs["environment"] = {**kwargs["environment"], "DLENV_SEED_EXAMPLES": "0"}
     if (folder.uid, folder.gid) != (IMAGE_UID, IMAGE_GID):
         config = client.images.get(image).attrs.get("Config", {})
         command = config.get("Cmd") or ["jupyter", "lab"]
