@@ -85,6 +85,12 @@ class Settings:
         default_factory=list,
         metadata={"help": "packages installed into the env (env var: comma-separated)"},
     )
+    frameworks: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "more frameworks as their own kernels: tensorflow, jax (env var: comma-separated)"
+        },
+    )
     ip_check_url: str = field(
         default="https://checkip.amazonaws.com",
         metadata={"help": "where the caller's public IP is detected"},
@@ -122,7 +128,8 @@ NEEDS_TRUST: dict[str, str] = {
 Everything else is a preference whose worst case is visible and bounded: the instance type, spot
 choices and disk size are shown with their price before anything launches (`up` asks), region
 and python manager only move or shape what you asked for, idle_stop/ssh_timeout are timers,
-and ssh_user is strictly validated (a user name, so it cannot smuggle ssh options). For `ami`
+and ssh_user is strictly validated (a user name, so it cannot smuggle ssh options); frameworks
+only picks among the stack's own pinned builds (provision/stack.toml), like python. For `ami`
 only an explicit `ami-...` id needs trust; the named distros (ubuntu-24.04, ...) resolve to the
 distribution's own published images and stay allowed.
 """

@@ -39,7 +39,16 @@ def stack_fingerprint() -> str:
 
 # An environment's own choices, recorded as instance tags: later `up`/`provision` runs (from any
 # machine) keep them unless a flag on that command says otherwise.
-CHOICE_TAGS = {"python": "dlenv:python", "idle_stop": "dlenv:idle-stop"}
+CHOICE_TAGS = {
+    "python": "dlenv:python",
+    "idle_stop": "dlenv:idle-stop",
+    "frameworks": "dlenv:frameworks",
+}
+
+
+def _tag_value(value: Any) -> str:
+    """A choice as a tag value: lists comma-separated (config reads them back that way)."""
+    return ",".join(value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _tags(
@@ -59,7 +68,8 @@ def _tags(
     ]
     if settings is not None:
         tags += [
-            {"Key": tag, "Value": str(getattr(settings, attr))} for attr, tag in CHOICE_TAGS.items()
+            {"Key": tag, "Value": _tag_value(getattr(settings, attr))}
+            for attr, tag in CHOICE_TAGS.items()
         ]
     return tags
 
@@ -72,6 +82,10 @@ def with_env_choices(settings: Settings, env_tags: dict[str, str], terminal: Ter
         if tag not in env_tags:
             continue
         recorded = config._coerce(attr, env_tags[tag], f"tag {tag}")
+        if attr == "frameworks":  # a tag is anyone's to write: only the stack's own names
+            from dlenv.provision.options import check_frameworks
+
+            check_frameworks(recorded)
         if settings.sources.get(attr, "").startswith("--"):
             if getattr(settings, attr) != recorded:
                 terminal.warn(
@@ -94,7 +108,8 @@ def record_choices(name: str, settings: Settings, instance_id: str | None = None
     aws = from_settings(settings)
     instance_id = instance_id or instances.get(aws, name).instance_id
     tags = [
-        {"Key": tag, "Value": str(getattr(settings, attr))} for attr, tag in CHOICE_TAGS.items()
+        {"Key": tag, "Value": _tag_value(getattr(settings, attr))}
+        for attr, tag in CHOICE_TAGS.items()
     ]
     tags.append({"Key": TAG_WORK, "Value": "yes"})  # provisioned: `down` checks ~/work first
     with translated(region=aws.region_name):

@@ -252,6 +252,7 @@ def test_dlenv_finds_nothing_to_do_and_the_stack_works(story) -> None:  # type: 
         "pytorch": ("done", ""),
         "jupyterlab": ("done", ""),
         "scientific": ("done", ""),
+        "frameworks": ("skipped", "no --frameworks"),
         "jupyterlab-service": ("done", ""),
         "idle-autostop": ("done", ""),
         "smoke-test": ("done", ""),

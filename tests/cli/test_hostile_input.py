@@ -197,6 +197,7 @@ PLANTS: dict[str, dict[str, str]] = {
     "hx-tag-user2": {"dlenv:user": "root -oProxyCommand=touch_{canary}"},
     "hx-tag-idle": {"dlenv:idle-stop": "soon"},
     "hx-tag-python": {"dlenv:python": "pip;touch {canary}"},
+    "hx-tag-fw": {"dlenv:frameworks": "jax;touch {canary}"},
     "hx-key644": {},
     "hx-down-kh": {},
     "hx-down-inc": {},
@@ -340,6 +341,7 @@ CASES: list[Case] = [
          plant="hx-tag-user2"),
     Case("tag-idle-stop", ("provision", "{name}"), 2, "is not an integer", plant="hx-tag-idle"),
     Case("tag-python", ("provision", "{name}"), 2, "is not conda or uv", plant="hx-tag-python"),
+    Case("tag-frameworks", ("provision", "{name}"), 2, "unknown framework", plant="hx-tag-fw"),
     # -- state files ------------------------------------------------------------------------------
     Case("state-dir-world-writable", ("status",), 1, "is writable by other users",
          setup=steps(write("{state}/x", ""), chmod("{state}", 0o777))),

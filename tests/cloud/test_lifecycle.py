@@ -261,15 +261,24 @@ def test_environment_remembers_its_provisioning_choices(aws, terminal, monkeypat
     from dlenv import config
 
     first = config.load(
-        {"region": "us-east-1", "allow_cidr": "198.51.100.7/32", "python": "uv", "idle_stop": 15},
+        {
+            "region": "us-east-1",
+            "allow_cidr": "198.51.100.7/32",
+            "python": "uv",
+            "idle_stop": 15,
+            "frameworks": ["tensorflow", "jax"],
+        },
         env={},
     )
     env = lifecycle.up("box", first, terminal, yes=True, wait_ssh=False).env
     assert env.tags["dlenv:python"] == "uv" and env.tags["dlenv:idle-stop"] == "15"
+    assert env.tags["dlenv:frameworks"] == "tensorflow,jax"
 
+    # a later run keeps them: the framework kernels stay in the Lab's list
     later = config.load({"region": "us-east-1"}, env={"DLENV_PYTHON": "conda"})
     lifecycle.up("box", later, terminal, yes=True, wait_ssh=False)
     assert (later.python, later.idle_stop) == ("uv", 15)
+    assert later.frameworks == ["tensorflow", "jax"]
     assert later.sources["python"] == "tag dlenv:python"
 
     explicit = config.load({"region": "us-east-1", "python": "conda"}, env={})

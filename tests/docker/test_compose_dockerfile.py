@@ -120,6 +120,8 @@ def test_dockerfile_layer_order_and_runtime_settings():
     assert index("COPY user-uploads/") < index("FROM system AS runtime")
     assert sum(ln.startswith("COPY user-uploads") for ln in lines) == 1
     assert index("COPY --from=builder") > index("FROM system AS runtime")
+    # --frameworks: a builder layer of its own between PyTorch's and the user's packages
+    assert index("COPY stack.sh") < index("COPY frameworks.sh") < index("COPY user.sh")
     # variants: CPU asks the NVIDIA runtime for nothing; GPU (the last, default target) does
     assert lines[index("FROM runtime AS cpu") + 1] == "FROM runtime AS gpu"
     gpu = lines[index("FROM runtime AS gpu") :]
@@ -140,6 +142,7 @@ def test_gpu_context_renders_cuda_torch(tmp_path):
     names = sorted(p.name for p in ctx.path.iterdir())
     assert names == [
         "Dockerfile",
+        "frameworks.sh",
         "jupyter_server_config.py",
         "smoke.sh",
         "stack.sh",

@@ -84,11 +84,13 @@ def test_plan_on_a_fresh_host_lists_every_step_and_changes_nothing(
         "pytorch": "pending",
         "jupyterlab": "pending",
         "scientific": "pending",
+        "frameworks": "skipped",
         "jupyterlab-service": "pending",
         "idle-autostop": "pending",
         "smoke-test": "pending",
     }
-    assert [s.reason for s in res.plan if s.status == "skipped"] == ["no NVIDIA GPU"] * 2
+    skipped = [s.reason for s in res.plan if s.status == "skipped"]
+    assert skipped == ["no NVIDIA GPU"] * 2 + ["no --frameworks"]
     assert res.applied == []
     assert "no NVIDIA GPU: skipping driver/CUDA" in capsys.readouterr().err
     assert docker_diff(a.container) == before

@@ -46,7 +46,7 @@ def test_vm_script_detects_the_gpu_at_run_time() -> None:
     assert script.count('dlenv_log "no NVIDIA GPU: skipping driver/CUDA"') == 2
     assert 'case "$ID-$VERSION_ID" in' in script  # the driver step dispatches per OS at run time
     for step in STEP_NAMES:
-        if step not in {"ca-bundle", "user-packages"}:  # these two only run when asked for
+        if step not in {"ca-bundle", "user-packages", "frameworks"}:  # only run when asked for
             assert f"# ---- step: {step} " in script
     cpu = render_script(load_stack(), ProvisionOptions(python="conda", profile="vm", cpu=True))
     assert "# ---- step: nvidia-driver" not in cpu and "skipped (--cpu)" in cpu

@@ -55,6 +55,14 @@ def build_options(func: F) -> F:
             "conda packages are refused). [env: DLENV_CONDA_ENV; dlenv.toml: conda_env]",
         ),
         click.option(
+            "--frameworks",
+            metavar="NAME,...",
+            default=None,
+            help="Bake more frameworks in as their own kernels, each in its own env: "
+            "tensorflow, jax (the image gets a tag of its own). [env: DLENV_FRAMEWORKS; "
+            "dlenv.toml: frameworks]",
+        ),
+        click.option(
             "--devel",
             is_flag=True,
             help="GPU image on nvidia/cuda cudnn-devel (nvcc, headers: to compile CUDA "
@@ -82,6 +90,11 @@ def user_files(app: Any, requirements: str | None, conda_env: str | None) -> Any
     )
 
 
+def frameworks_of(app: Any, frameworks: str | None) -> tuple[str, ...]:
+    """The frameworks a build bakes in: the flag, else DLENV_FRAMEWORKS / dlenv.toml."""
+    return tuple(app.settings(frameworks=frameworks).frameworks or ())
+
+
 def build_request(
     device: str,
     *,
@@ -92,6 +105,7 @@ def build_request(
     devel: bool,
     no_cache: bool,
     user_files: Any = None,
+    frameworks: tuple[str, ...] = (),
 ) -> Any:
     from pathlib import Path
 
@@ -100,6 +114,7 @@ def build_request(
 
     return BuildRequest(
         user_files=user_files or UserFiles(),
+        frameworks=tuple(frameworks),
         device=device,
         tag=tag,
         base_image=base_image,
@@ -140,6 +155,7 @@ def build(
     ca_bundle: str | None,
     requirements: str | None,
     conda_env: str | None,
+    frameworks: str | None,
     devel: bool,
     no_cache: bool,
 ) -> None:
@@ -156,6 +172,7 @@ def build(
     dlenv build --cpu
     dlenv build --cpu --wheelhouse ./wheels --ca-bundle corp-ca.pem
     dlenv build --cpu --requirements requirements.txt   # tagged ...-cpu-u<digest>
+    dlenv build --cpu --frameworks jax,tensorflow        # tagged ...-cpu-jax-tensorflow
     dlenv build --context ./ctx    # then run the printed `docker build ...` yourself
     """
     import shlex
@@ -173,6 +190,7 @@ def build(
         devel=devel,
         no_cache=no_cache,
         user_files=user_files(app, requirements, conda_env),
+        frameworks=frameworks_of(app, frameworks),
     )
     if context_dir is not None:
         path, cmd = write_context(request, Path(context_dir))

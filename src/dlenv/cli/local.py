@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from dlenv.cli.build import build_options, build_request, user_files
+from dlenv.cli.build import build_options, build_request, frameworks_of, user_files
 from dlenv.cli.options import json_option
 
 
@@ -63,6 +63,7 @@ def up(
     ca_bundle: str | None,
     requirements: str | None,
     conda_env: str | None,
+    frameworks: str | None,
     devel: bool,
     no_cache: bool,
     as_json: bool,
@@ -79,6 +80,15 @@ def up(
     from dlenv.containers.build import build_image
 
     files = user_files(app, requirements, conda_env)
+    fws = frameworks_of(app, frameworks)
+    if fws and image:
+        from dlenv.errors import UsageError
+
+        raise UsageError(
+            "--image runs an image as it is: it cannot also get --frameworks",
+            "drop --image (dlenv builds and runs an image with them), or bake them into "
+            "yours: dlenv build --frameworks NAME,... --tag T",
+        )
     if files and image:
         from dlenv.errors import UsageError
 
@@ -100,10 +110,11 @@ def up(
             devel=devel and dev == "gpu",
             no_cache=no_cache,
             user_files=files,
+            frameworks=fws,
         )
         return build_image(client, app.terminal, request).tags[0]
 
-    if files:  # the image with the user's packages baked in: its own tag, built when absent
+    if files or fws:  # packages or frameworks baked in: an image of its own, built when absent
         from docker.errors import ImageNotFound
 
         from dlenv.containers.build import image_tags
@@ -119,13 +130,16 @@ def up(
             devel=devel and device == "gpu",
             no_cache=no_cache,
             user_files=files,
+            frameworks=fws,
         )
         wanted = image = image_tags(load_stack().fingerprint, probe)[0]
         if build_ is None:
             try:
                 client.images.get(wanted)
             except ImageNotFound:
-                app.terminal.info(f"image {wanted} (your packages baked in) is not built yet")
+                app.terminal.info(
+                    f"image {wanted} (your packages or frameworks baked in) is not built yet"
+                )
                 build_ = True
 
     opts = notebook.UpOptions(

@@ -69,6 +69,13 @@ def stack_options(func: Any) -> Any:
             "its pip: section with --requirements.",
         ),
         setting_option(
+            "--frameworks",
+            setting="frameworks",
+            metavar="NAME,...",
+            help="More frameworks as their own kernels, each in its own env: tensorflow, jax "
+            "(GPU builds on GPU hosts).",
+        ),
+        setting_option(
             "--idle-stop",
             setting="idle_stop",
             type=int,
@@ -91,6 +98,7 @@ def build_options(settings: Any, **flags: Any) -> Any:
         requirements=Path(settings.requirements) if settings.requirements else None,
         conda_env=Path(settings.conda_env) if settings.conda_env else None,
         packages=tuple(settings.packages or ()),
+        frameworks=tuple(settings.frameworks or ()),
         conda_dist=flags.get("conda_dist"),
         conda_installer=flags.get("conda_installer"),
         wheelhouse=flags.get("wheelhouse"),
@@ -147,6 +155,7 @@ def provision(
     idle_stop: int | None,
     requirements: str | None,
     conda_env: str | None,
+    frameworks: str | None,
     trust_new_host_key: bool,
     as_json: bool,
     region: str | None = None,
@@ -159,6 +168,7 @@ def provision(
     dlenv provision --host ubuntu@10.1.2.3 -i KEY      any SSH box (Ubuntu 22.04/24.04, Debian 12)
     dlenv provision --host a@h1 --host a@h2 ...        several hosts in parallel
     dlenv provision mybox --requirements requirements.txt   your own packages too
+    dlenv provision mybox --frameworks tensorflow,jax        a kernel (and env) for each
 
     Safe to repeat: finished steps are checked and skipped, an interrupted run resumes.
     """
@@ -176,6 +186,7 @@ def provision(
         idle_stop=idle_stop,
         requirements=requirements,
         conda_env=conda_env,
+        frameworks=frameworks,
         region=region,
         profile=profile,
     )

@@ -55,6 +55,8 @@ class BuildRequest:
     no_cache: bool = False
     user_files: UserFiles = field(default_factory=UserFiles)
     """The user's own packages baked in (--requirements, --conda-env, dlenv.toml packages)."""
+    frameworks: tuple[str, ...] = ()
+    """More frameworks as their own kernels baked in (--frameworks tensorflow,jax)."""
 
     def __post_init__(self) -> None:  # bad input fails before any engine is contacted
         if self.device not in {"gpu", "cpu"}:
@@ -69,6 +71,10 @@ class BuildRequest:
             check_pem(self.ca_bundle)
         if self.user_files:
             user_digest(self.device, self.user_files)  # every file and line checked now
+        if self.frameworks:
+            from dlenv.provision.options import check_frameworks
+
+            check_frameworks(self.frameworks)
 
 
 def user_digest(device: str, user_files: UserFiles) -> str:
@@ -82,9 +88,13 @@ def image_tags(fingerprint: str, req: BuildRequest) -> list[str]:
     """Tags of a build: the stack's two, or, with the user's packages, one of their own
     (`<fingerprint>-<variant>-u<digest>`) that leaves the plain stack images (and latest-*) be;
     `dlenv local up --requirements FILE` runs exactly that tag."""
-    if req.user_files:
-        stack_only = images.stack_tag(fingerprint, req.device, req.devel)
-        tags = [f"{stack_only}-u{user_digest(req.device, req.user_files)}"]
+    if req.user_files or req.frameworks:
+        # `-<framework>...` (sorted) then `-u<digest>`: each combination is an image of its own
+        tag = images.stack_tag(fingerprint, req.device, req.devel)
+        tag += "".join(f"-{name}" for name in sorted(set(req.frameworks)))
+        if req.user_files:
+            tag += f"-u{user_digest(req.device, req.user_files)}"
+        tags = [tag]
     else:
         tags = images.tags_for(fingerprint, req.device, req.devel)
     if req.tag:
@@ -115,6 +125,7 @@ def build_image(client: docker.DockerClient, terminal: Terminal, req: BuildReque
         wheelhouse=req.wheelhouse,
         ca_bundle=req.ca_bundle,
         user_files=req.user_files,
+        frameworks=req.frameworks,
     )
     start = time.monotonic()
     try:
@@ -165,6 +176,7 @@ def write_context(req: BuildRequest, into: Path) -> tuple[Path, list[str]]:
         ca_bundle=req.ca_bundle,
         into=into,
         user_files=req.user_files,
+        frameworks=req.frameworks,
     )
     cmd = ["docker", "build", "--target", req.device, "--build-arg", f"BASE_IMAGE={base}"]
     for ref in tags:
@@ -181,6 +193,8 @@ def _labels(stack: Any, req: BuildRequest, base: str) -> dict[str, str]:
     labels = images.labels_for(stack, req.device, req.devel, base)
     if req.user_files:
         labels["io.dlenv.user-packages"] = user_digest(req.device, req.user_files)
+    if req.frameworks:
+        labels["io.dlenv.frameworks"] = ",".join(sorted(set(req.frameworks)))
     return labels
 
 

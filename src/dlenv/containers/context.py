@@ -10,6 +10,8 @@ wheelhouse/                --wheelhouse DIR's wheels (only the builder stage see
 uploads/                   files the steps read (the checked --ca-bundle), copied to
                            /opt/dlenv/uploads for system.sh, removed by the RUN that runs it
 user-uploads/              the user's checked requirements, the same for user.sh
+frameworks.sh              the frameworks step (--frameworks tensorflow,jax): an env and kernel
+                           each, in a layer of its own after PyTorch's (a no-op without them)
 user.sh                    the user-packages step (--requirements ...): a layer of its own, so
                            a changed requirements file never reinstalls PyTorch
 user_site.py               makes `pip install` in a notebook persistent (the packages volume)
@@ -46,6 +48,7 @@ USER_UPLOADS = "user-uploads"
 LAYERS: dict[str, tuple[str, ...]] = {
     "system.sh": ("ca-bundle", "base-packages"),
     "stack.sh": ("python-env", "pytorch", "jupyterlab", "scientific"),
+    "frameworks.sh": ("frameworks",),
     "user.sh": ("user-packages",),
     "smoke.sh": ("smoke-test",),
 }
@@ -90,6 +93,7 @@ def provision_options(
     ca_bundle: Path | None,
     only: tuple[str, ...] = (),
     user_files: UserFiles | None = None,
+    frameworks: tuple[str, ...] = (),
 ) -> ProvisionOptions:
     """The provisioning options an image build stands for (container profile, uv, user dlenv)."""
     from dlenv.containers.images import NB_USER
@@ -108,6 +112,7 @@ def provision_options(
         requirements=user_files.requirements if user_files else None,
         conda_env=user_files.conda_env if user_files else None,
         packages=user_files.packages if user_files else (),
+        frameworks=tuple(frameworks),
     )
 
 
@@ -117,6 +122,7 @@ def render_layers(
     wheelhouse: Path | None,
     ca_bundle: Path | None,
     user_files: UserFiles | None = None,
+    frameworks: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """{script name: rendered script} for the Dockerfile's three provisioning layers."""
     from dlenv.provision.render import render_script
@@ -129,8 +135,13 @@ def render_layers(
         # only user.sh sees the user's files: the other layers' scripts stay byte-identical
         # with and without them, so the cached PyTorch layer is reused
         mine = user_files if "user-packages" in steps else None
+        # likewise only frameworks.sh sees --frameworks (it rewrites the Lab's kernel list too)
+        fws = frameworks if "frameworks" in steps else ()
         scripts[name] = render_script(
-            stack, provision_options(device, wheelhouse, ca_bundle, only=steps, user_files=mine)
+            stack,
+            provision_options(
+                device, wheelhouse, ca_bundle, only=steps, user_files=mine, frameworks=fws
+            ),
         )
     # a step added to the stack must be placed in a layer, or images would silently lack it
     vm_only = {"nvidia-driver", "cuda-toolkit", "jupyterlab-service", "idle-autostop"}
@@ -151,6 +162,7 @@ def assemble(
     ca_bundle: Path | None = None,
     into: Path | None = None,
     user_files: UserFiles | None = None,
+    frameworks: tuple[str, ...] = (),
 ) -> BuildContext:
     """Write a build context into `into` (or a new temporary folder) and describe it."""
     from dlenv.provision.steps import env_prefix
@@ -175,7 +187,7 @@ def assemble(
     else:  # pragma: no cover - load_stack always records its path
         (path / "stack.toml").write_text("")
 
-    scripts = render_layers(stack, device, wheelhouse, ca_bundle, user_files)
+    scripts = render_layers(stack, device, wheelhouse, ca_bundle, user_files, frameworks)
     for name, text in scripts.items():
         (path / name).write_text(text)
         os.chmod(path / name, 0o644)

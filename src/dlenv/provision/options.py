@@ -447,6 +447,21 @@ def user_packages(options: ProvisionOptions) -> UserPackages:
     return UserPackages(requirements="".join(parts), conda_env=conda)
 
 
+def check_frameworks(names: tuple[str, ...] | list[str]) -> None:
+    """Refuse a --frameworks name the stack has no [frameworks.NAME] table for (one line)."""
+    if not names:
+        return
+    from dlenv.provision.manifest import load_stack
+
+    allowed = sorted(load_stack().data.get("frameworks", {}))
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise UsageError(
+            f"--frameworks: unknown framework {', '.join(repr(n) for n in unknown)}",
+            f"frameworks are: {', '.join(allowed)} (e.g. --frameworks {','.join(allowed)})",
+        )
+
+
 @dataclass(frozen=True)
 class ProvisionOptions:
     python: str = "conda"
@@ -480,6 +495,9 @@ class ProvisionOptions:
     update` (needs --python conda), its `pip:` section joins the requirements."""
     packages: tuple[str, ...] = ()
     """Single requirements (`packages = [...]` in dlenv.toml), installed like --requirements."""
+    frameworks: tuple[str, ...] = ()
+    """More frameworks as their own kernels (--frameworks tensorflow,jax): names of the stack's
+    [frameworks.*] tables, each installed into an env of its own by the `frameworks` step."""
 
     def __post_init__(self) -> None:
         if self.python not in PYTHON_MANAGERS:
@@ -516,6 +534,7 @@ class ProvisionOptions:
             raise UsageError(f"{bad_env[0]!r} is not an environment variable name")
         if self.requirements is not None or self.conda_env is not None or self.packages:
             user_packages(self)  # every file and line checked before any host is contacted
+        check_frameworks(self.frameworks)
         # Bad step names fail here, before any host is contacted.
         from dlenv.provision.steps import validate_selection
 

@@ -79,6 +79,7 @@ STEP_DEFS: tuple[StepDef, ...] = (
     StepDef("pytorch", "torch + torchvision matching the CUDA version"),
     StepDef("jupyterlab", "JupyterLab + ipykernel, kernel registered"),
     StepDef("scientific", "pandas, matplotlib, scikit-learn, scipy, tqdm, ipywidgets, Keras 3"),
+    StepDef("frameworks", "--frameworks (TensorFlow, JAX): an env and a kernel each, verified"),
     StepDef(
         "user-packages",
         "your --requirements / --conda-env / packages, the stack's pins held",
@@ -185,13 +186,23 @@ def _files_env():  # type: ignore[no-untyped-def]
     )
 
 
-def file_context(stack: Stack, env_prefix: str, user: str, idle_minutes: int) -> dict[str, Any]:
-    """The variables of `provision/files/*.j2`; the Ansible roles define the same names."""
+def file_context(
+    stack: Stack,
+    env_prefix: str,
+    user: str,
+    idle_minutes: int,
+    frameworks: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """The variables of `provision/files/*.j2`; the Ansible roles define the same names.
+
+    `dlenv_frameworks` is sorted and deduplicated (the template does it again for Ansible's
+    own list), so the Lab's kernel list is the same bytes whatever order named them."""
     return {
         "dlenv_stack": stack.data,
         "dlenv_env_prefix": env_prefix,
         "dlenv_owner": user,
         "dlenv_idle_minutes": idle_minutes,
+        "dlenv_frameworks": sorted(set(frameworks)),
     }
 
 
@@ -366,7 +377,8 @@ def build_context(
     ctx["fabricmanager_service"] = nv["fabricmanager_service"]
     # Files the steps install come from provision/files/*.j2, which the Ansible roles render
     # too (same variables), so both channels write byte-identical files (checks `cmp` them).
-    files = file_context(stack, prefix, user, options.idle_stop)
+    files = file_context(stack, prefix, user, options.idle_stop, options.frameworks)
+    ctx["frameworks"] = framework_context(stack, options, facts)
     ctx["cuda_profile"] = render_file("dlenv-cuda.sh.j2", files)
     ctx["jupyter_unit"] = render_file("dlenv-jupyter.service.j2", files)
     ctx["jupyter_server_config"] = render_file("jupyter_server_config.json.j2", files)
@@ -382,6 +394,41 @@ def build_context(
     ctx["idle_script"] = render_file("idle-check.j2", files)
     ctx["seed_examples"] = render_file("dlenv-seed-examples.j2", files)
     return ctx
+
+
+def framework_context(
+    stack: Stack, options: ProvisionOptions, facts: HostFacts | None
+) -> list[dict[str, Any]]:
+    """One entry per --frameworks name (sorted): its env, kernel and the requirements to install.
+
+    GPU builds where torch gets its CUDA build too (a GPU host, or no facts and no --cpu: an
+    image for GPUs); `gpu_verify` is run unconditionally only when the facts say a GPU is there
+    (a rendered script checks for one at run time, an image build has none)."""
+    s = stack.data
+    root = s["python"]["root"]
+    gpu = not options.cpu and (facts is None or facts.has_nvidia_gpu)
+    out = []
+    for name in sorted(set(options.frameworks)):
+        spec = s["frameworks"][name]
+        reqs = list(spec["gpu"] if gpu else spec["cpu"])
+        out.append(
+            {
+                "name": name,
+                "prefix": f"{root}/frameworks/{name}",
+                "kernel": f"{s['jupyter']['kernel_name']}-{name}",
+                "display_name": spec["display_name"],
+                "requirements": reqs,
+                # `name==version` of what the check reads from the env's metadata (no extras)
+                "dists": [re.sub(r"\[[^\]]*\]", "", r) for r in reqs]
+                + [f"ipykernel=={s['packages']['ipykernel']}"],
+                "gpu": gpu,
+                "gpu_known": bool(facts and facts.has_nvidia_gpu),
+                "verify": spec["verify"],
+                "gpu_verify": spec["gpu_verify"],
+                "keras_backend": spec.get("keras_backend", ""),
+            }
+        )
+    return out
 
 
 def _user_context(root: str, user: UserPackages) -> dict[str, Any]:
@@ -465,7 +512,9 @@ def build_steps(stack: Stack, options: ProvisionOptions, facts: HostFacts | None
         if d.name == "user-packages" and not ctx["user_packages_digest"]:
             continue
         reason = None
-        if d.gpu_only and no_gpu:
+        if d.name == "frameworks" and not options.frameworks:
+            reason = "no --frameworks"
+        elif d.gpu_only and no_gpu:
             reason = "--cpu" if options.cpu else "no NVIDIA GPU"
         elif options.only and d.name not in options.only:
             reason = "not in --only"
