@@ -24,15 +24,6 @@ NAME = "costbox"
 CHECK = "/usr/local/lib/dlenv/idle-check"
 
 
-@pytest.fixture
-def host(tmp_path):
-    hosts.require_engine()
-    hosts.ensure_images()
-    h = hosts.start_host(work=tmp_path)
-    yield h
-    h.stop()
-
-
 def install_idle_check(host) -> None:  # type: ignore[no-untyped-def]
     """The idle check and its conf as the idle-autostop step installs them (no full provision)."""
     from dlenv.provision.manifest import load_stack

@@ -32,15 +32,6 @@ ARTIFACTS = Path(
 
 
 @pytest.fixture
-def host(tmp_path):
-    hosts.require_engine()
-    hosts.ensure_images()
-    h = hosts.start_host(work=tmp_path)
-    yield h
-    h.stop()
-
-
-@pytest.fixture
 def journey_cli(cli, host, tmp_path, monkeypatch):
     """The CLI wired to the container: dlenv's key for NAME is the container's authorized key."""
     import moto.ec2.responses.general as general

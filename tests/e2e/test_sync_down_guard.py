@@ -15,22 +15,12 @@ from pathlib import Path
 import pytest
 
 from awsfake import console_with_host_keys, dlenv_resources
-from harness import hosts
 from instancehost import wire
 
 pytestmark = [pytest.mark.docker, pytest.mark.hosts]
 
 NAME = "syncbox"
 WORK = "/home/dlenv/work"
-
-
-@pytest.fixture
-def host(tmp_path):
-    hosts.require_engine()
-    hosts.ensure_images()
-    h = hosts.start_host(work=tmp_path)
-    yield h
-    h.stop()
 
 
 def test_sync_then_down_guard(cli, host, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -35,8 +35,7 @@ def budget(
       dlenv budget mybox           what it has spent, and its idle countdown
       dlenv budget mybox --off     no budget
     """
-    from dlenv.cloud import catalog, instances
-    from dlenv.cloud.aws_errors import translated
+    from dlenv.cloud import instances
     from dlenv.cloud.session import from_settings
     from dlenv.errors import DlenvError, UsageError
     from dlenv.lifecycle import target_of_running
@@ -54,7 +53,6 @@ def budget(
             f"start it (`dlenv start {name}`), then run this again",
         )
     target = target_of_running(name, settings, app.terminal)
-    price = catalog.lookup(env.instance_type, aws.region_name).price_per_hour
     if amount is None and not off:
         state = idle.read_status(target)
         if state is None:
@@ -65,15 +63,7 @@ def budget(
         budget_tag = env.tags.get(idle.BUDGET_TAG, "none")
         app.terminal.info(f"{name}: {state.describe()} (budget tag: {budget_tag})")
         return
-    idle.apply_budget(target, None if off else amount, price)
-    with translated(region=aws.region_name):
-        if off:
-            aws.ec2.delete_tags(Resources=[env.instance_id], Tags=[{"Key": idle.BUDGET_TAG}])
-        else:
-            aws.ec2.create_tags(
-                Resources=[env.instance_id],
-                Tags=[{"Key": idle.BUDGET_TAG, "Value": f"{amount:.2f}"}],
-            )
+    price = idle.set_budget(aws, env, target, None if off else amount)
     if off:
         app.terminal.success(f"{name}: budget removed")
         return

@@ -7,25 +7,14 @@ from __future__ import annotations
 
 import click
 
-from dlenv.cli.options import aws_options
+from dlenv.cli.options import aws_options, host_options
 
 
 @click.command("keep-awake")
 @click.argument("name", required=False)
 @click.argument("duration", required=False)
 @click.option("--off", is_flag=True, help="Let the idle auto-stop count again from now.")
-@click.option(
-    "--host",
-    "host_spec",
-    metavar="USER@HOST[:PORT]",
-    help="Any SSH box provisioned by dlenv, instead of an environment.",
-)
-@click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
-@click.option(
-    "--trust-new-host-key",
-    is_flag=True,
-    help="--host: record the box's host key when no known_hosts has it yet (check it first).",
-)
+@host_options
 @aws_options
 @click.pass_obj
 def keep_awake(
@@ -33,7 +22,7 @@ def keep_awake(
     name: str | None,
     duration: str | None,
     off: bool,
-    host_spec: str | None,
+    host: str | None,
     identity: str | None,
     trust_new_host_key: bool,
     region: str | None = None,
@@ -51,7 +40,7 @@ def keep_awake(
     from dlenv.errors import DlenvError, UsageError
     from dlenv.provision import idle
 
-    if host_spec and name and not duration:
+    if host and name and not duration:
         name, duration = None, name  # `keep-awake --host u@h 3h`
     if off == bool(duration):
         raise UsageError(
@@ -64,15 +53,15 @@ def keep_awake(
 
     label, target = resolve_target(
         name,
-        host_spec,
+        host,
         identity,
         app.settings(region=region, profile=profile),
         app.terminal,
         yes=False,
         trust_new_host_key=trust_new_host_key,
     )
-    with SshHost(target) as host:
-        res = host.run(idle.clear_command() if off else idle.keep_awake_command(seconds))
+    with SshHost(target) as box:
+        res = box.run(idle.clear_command() if off else idle.keep_awake_command(seconds))
     out = res.output.strip().splitlines()[-1:] or [""]
     if res.exit_code != 0:
         raise DlenvError(f"could not write the keep-awake file on {label}: {out[0]}", host=label)

@@ -37,6 +37,20 @@ def setting_option(*decls: str, setting: str, help: str, **kwargs: Any) -> Calla
     )
 
 
+def host_options(func: F) -> F:
+    """--host USER@HOST[:PORT], -i KEY and --trust-new-host-key: a command that reaches any SSH
+    box as well as an environment (the values go to `dlenv.targets.resolve_target`)."""
+    func = click.option(
+        "--trust-new-host-key",
+        is_flag=True,
+        help="--host: record the box's host key when no known_hosts has it yet (check it first).",
+    )(func)
+    func = click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")(func)
+    return click.option(
+        "--host", metavar="USER@HOST[:PORT]", help="Any SSH box instead of an environment."
+    )(func)
+
+
 def aws_options(func: F) -> F:
     """--region/--profile on the command itself too (`dlenv up x --region eu-west-1`).
 

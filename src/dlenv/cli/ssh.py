@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import click
 
-from dlenv.cli.options import aws_options
+from dlenv.cli.options import aws_options, host_options
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("name", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("--host", metavar="USER@HOST[:PORT]", help="Any SSH box instead of an environment.")
-@click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
-@click.option(
-    "--trust-new-host-key",
-    is_flag=True,
-    help="--host: record the box's host key when no known_hosts has it yet (check it first).",
-)
+@host_options
 @aws_options
 @click.pass_obj
 def ssh(

@@ -163,25 +163,17 @@ def _idle_states(aws, envs: list, settings) -> dict[str, str]:  # type: ignore[n
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from dlenv.cloud import instances
     from dlenv.cloud.keys import private_key_path
     from dlenv.provision import idle
     from dlenv.ssh.known_hosts import has_keys
-    from dlenv.ssh.target import environment_target
 
     def one(env) -> str:  # type: ignore[no-untyped-def]
         key = private_key_path(env.name)
         if not has_keys(f"dlenv-{env.name}") or not key.exists():
             return "idle: unknown (not yet reached from this machine: `dlenv ssh " + env.name + "`)"
         try:
-            target = environment_target(
-                env.name,
-                host=env.public_ip or env.private_ip,
-                tag_user=env.user,
-                ssh_user=settings.ssh_user,
-                key_file=key,
-                proxy_command=settings.ssh_proxy_command,
-            )
-            state = idle.read_status(target, connect_timeout=8)
+            state = idle.read_status(instances.target_of(env, settings, key), connect_timeout=8)
         except Exception as exc:  # one line per host, never a traceback
             first = (str(getattr(exc, "message", exc)).splitlines() or [type(exc).__name__])[0]
             return f"idle: unknown ({first[:120]})"

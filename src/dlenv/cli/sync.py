@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from dlenv.cli.options import aws_options, yes_option
+from dlenv.cli.options import aws_options, host_options, yes_option
 
 
 @click.command()
@@ -17,13 +17,7 @@ from dlenv.cli.options import aws_options, yes_option
     is_flag=True,
     help="Also delete what the other side no longer has (listed and asked first).",
 )
-@click.option("--host", metavar="USER@HOST[:PORT]", help="Any SSH box instead of an environment.")
-@click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
-@click.option(
-    "--trust-new-host-key",
-    is_flag=True,
-    help="--host: record the box's host key when no known_hosts has it yet (check it first).",
-)
+@host_options
 @yes_option
 @aws_options
 @click.pass_obj

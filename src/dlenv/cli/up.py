@@ -221,8 +221,6 @@ def _budget(each, env_settings, result, term) -> None:
     """`--budget USD`: the machine enforces it from now (once: the same budget is not reset)."""
     if env_settings.budget is None:
         return
-    from dlenv.cloud import catalog
-    from dlenv.cloud.aws_errors import translated
     from dlenv.cloud.session import from_settings
     from dlenv.provision import idle
 
@@ -230,14 +228,7 @@ def _budget(each, env_settings, result, term) -> None:
     if result.env.tags.get(idle.BUDGET_TAG) == f"{amount:.2f}":
         term.info(f"{each}: budget ${amount:.2f} already set (`dlenv budget {each}`: the spend)")
         return
-    aws = from_settings(env_settings)
-    price = catalog.lookup(result.env.instance_type, aws.region_name).price_per_hour
-    idle.apply_budget(result.target, amount, price)
-    with translated(region=aws.region_name):
-        aws.ec2.create_tags(
-            Resources=[result.env.instance_id],
-            Tags=[{"Key": idle.BUDGET_TAG, "Value": f"{amount:.2f}"}],
-        )
+    price = idle.set_budget(from_settings(env_settings), result.env, result.target, amount)
     term.success(
         f"{each}: budget ${amount:.2f}: it stops itself after about {amount / price:.1f} "
         f"running hours at {price:.3f} $/h (warning at 80 %)"

@@ -131,7 +131,6 @@ def ssh_target_for(name: str, settings: Any) -> Any:
     from dlenv.cloud.keys import require_private_key
     from dlenv.cloud.session import from_settings
     from dlenv.errors import DlenvError
-    from dlenv.ssh.target import environment_target
 
     aws = from_settings(settings)
     env = get(aws, name)
@@ -139,12 +138,20 @@ def ssh_target_for(name: str, settings: Any) -> Any:
         raise DlenvError(
             f"environment {name!r} is {env.state}", f"start it with `dlenv start {name}`"
         )
+    return target_of(env, settings, require_private_key(name, aws.region_name))
+
+
+def target_of(env: Environment, settings: Any, key_file: Any) -> Any:
+    """The SshTarget of an environment already described (no AWS call): address, login user
+    (the tag, or --ssh-user), its key and the proxy command the settings name."""
+    from dlenv.ssh.target import environment_target
+
     return environment_target(
-        name,
+        env.name,
         host=env.public_ip or env.private_ip,
         tag_user=env.user,
         ssh_user=settings.ssh_user,
-        key_file=require_private_key(name, aws.region_name),
+        key_file=key_file,
         proxy_command=settings.ssh_proxy_command,
     )
 

@@ -13,7 +13,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dlenv.errors import UsageError
 
@@ -177,6 +177,29 @@ def apply_budget(target: SshTarget, amount: float | None, price_per_hour: float)
             "the login user needs passwordless sudo (EC2 images have it)",
             host=label,
         )
+
+
+def set_budget(aws: Any, env: Any, target: SshTarget, amount: float | None) -> float:
+    """Write NAME's budget on the machine and in its `dlenv:budget` tag (None: remove both).
+
+    Returns the hourly price the machine counts with (the catalog's on-demand price: for spot,
+    the most an hour can cost). The machine is written first: a tag without a machine that
+    enforces it would be a promise nobody keeps.
+    """
+    from dlenv.cloud import catalog
+    from dlenv.cloud.aws_errors import translated
+
+    price = catalog.lookup(env.instance_type, aws.region_name).price_per_hour
+    apply_budget(target, amount, price)
+    with translated(region=aws.region_name):
+        if amount is None:
+            aws.ec2.delete_tags(Resources=[env.instance_id], Tags=[{"Key": BUDGET_TAG}])
+        else:
+            aws.ec2.create_tags(
+                Resources=[env.instance_id],
+                Tags=[{"Key": BUDGET_TAG, "Value": f"{amount:.2f}"}],
+            )
+    return price
 
 
 def read_status(target: SshTarget, connect_timeout: float = 15) -> IdleStatus | None:
