@@ -73,6 +73,12 @@ mkdir -p /root/apt-off
 mv /etc/apt/sources.list.d/* /root/apt-off/ 2>/dev/null || true
 [ ! -e /etc/apt/sources.list ] || mv /etc/apt/sources.list /root/apt-off/
 echo "deb [trusted=yes] file:/srv/repo ./" > /etc/apt/sources.list.d/local.list
+# The host pool mounts one apt archive folder into every host (a local mirror, in effect); apt
+# takes an exclusive lock on it and fails instead of waiting when another test's host holds it.
+# This repository needs no download cache: a folder of this host's own.
+mkdir -p /var/cache/apt/dlenv-own-archives/partial
+echo 'Dir::Cache::Archives "/var/cache/apt/dlenv-own-archives/";' \
+  > /etc/apt/apt.conf.d/00dlenv-own-archives
 apt-get update -qq
 # the running kernel, as the step sees it
 printf '#!/bin/sh\ncase "$1" in -r) echo %s ;; *) exec /bin/uname "$@" ;; esac\n' "$KERNEL" \

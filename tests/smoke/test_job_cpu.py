@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from dlenv_smoke import diagnose
@@ -68,8 +66,8 @@ def test_broken_model_fails_the_verdict(sabotage):
 
 def test_a_hung_phase_is_abandoned_at_its_limit():
     """A phase that never returns (like a CUDA call stuck in the driver) must not hang the job:
-    it is reported as timed out, the rest is skipped, and the job exits 1 with its report."""
-    start = time.monotonic()
+    it is reported as timed out, the rest is skipped, and the job exits 1 with its report
+    (a job that hung with it would run into run_job's subprocess timeout and fail the test)."""
     code, report, _out, err = run_job(
         "--device",
         "cpu",
@@ -77,7 +75,6 @@ def test_a_hung_phase_is_abandoned_at_its_limit():
         env={"DLENV_SMOKE_SABOTAGE": "hang", "DLENV_SMOKE_LIMIT_SCALE": "0.03"},
     )
     assert report is not None, err
-    assert time.monotonic() - start < 60
     assert code == 1 and report["verdict"] == "fail" and report["timed_out"]
     assert report["phases"]["train"]["status"] == "timeout"
     assert report["phases"]["train"]["limit_s"] == pytest.approx(90 * 0.03)
