@@ -53,6 +53,14 @@ def register_ubuntu(ec2, release: str = "24.04", arch: str = "x86_64") -> str:
     return image["ImageId"]
 
 
+def ubuntu_seeded(region: str = "us-east-1") -> bool:
+    """Whether moto's in-process backend (which a ThreadedMotoServer in this process serves) still
+    has the Ubuntu parameters: an in-process `mock_aws()` resets every backend when it exits."""
+    from moto.ssm.models import ssm_backends
+
+    return bool(ssm_backends[ACCOUNT][region]._parameters.get(UBUNTU_2404))
+
+
 def seed_ubuntu(region: str = "us-east-1", endpoint_url: str | None = None) -> dict[str, str]:
     """Register Ubuntu 24.04/22.04 images and point Canonical's SSM parameters at them."""
     import boto3
@@ -146,7 +154,7 @@ def console_with_host_keys(keys: list[str]) -> str:
     )
 
 
-def start_moto_server():  # type: ignore[no-untyped-def]
+def start_moto_server():
     """moto's server on a free local port, seeded with Ubuntu images: (server, endpoint URL).
 
     For code under test that runs in a subprocess (the CLI); the fake credentials go into

@@ -11,13 +11,16 @@ conftest modules by name.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from harness.ports import free_port
+
+__all__ = ["free_port"]  # re-exported: the tests of tests/docker import it from here
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_IMAGE = os.environ.get("DLENV_TEST_BASE_IMAGE", "dlenv-test/debian12-minbase")
@@ -48,12 +51,6 @@ def run_dlenv(
             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
         )
     return proc
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def find_wheelhouse() -> Path:

@@ -14,7 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from awsfake import FAKE_ENV, seed_ubuntu
+from awsfake import FAKE_ENV, seed_ubuntu, ubuntu_seeded
+
+SERVER: list[str] = []
+"""The URL of this process's moto server once `moto_server` started it."""
+
+
+def ensure_seeded() -> None:
+    """Seed the server again where an in-process `mock_aws()` (tests/cloud's `aws` fixture, an
+    inline one) wiped moto's backends since: which test module ran before in this xdist worker is
+    not fixed, so no test may rely on the seed of the session's start."""
+    if SERVER and not ubuntu_seeded("us-east-1"):
+        seed_ubuntu("us-east-1", endpoint_url=SERVER[0])
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +39,9 @@ def moto_server():
     old = {k: os.environ.get(k) for k in FAKE_ENV}
     os.environ.update(FAKE_ENV)
     seed_ubuntu("us-east-1", endpoint_url=url)
+    SERVER.append(url)
     yield url
+    SERVER.clear()
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
@@ -62,19 +75,25 @@ class Cli:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-@pytest.fixture
-def cli(moto_server, tmp_path) -> Cli:
+def make_cli(endpoint: str, root: Path) -> Cli:
+    """A CLI runner with a HOME, state and config dir of its own under `root`, talking to moto."""
+    ensure_seeded()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DLENV_"))}
     env.update(FAKE_ENV)
     env.update(
         {
-            "AWS_ENDPOINT_URL": moto_server,
-            "HOME": str(tmp_path / "home"),
-            "DLENV_STATE_DIR": str(tmp_path / "Application Support" / "dlenv"),
-            "DLENV_CONFIG_DIR": str(tmp_path / "config"),
+            "AWS_ENDPOINT_URL": endpoint,
+            "HOME": str(root / "home"),
+            "DLENV_STATE_DIR": str(root / "Application Support" / "dlenv"),
+            "DLENV_CONFIG_DIR": str(root / "config"),
             "DLENV_ALLOW_CIDR": "203.0.113.9/32",
             "COLUMNS": "200",
         }
     )
-    (tmp_path / "home").mkdir()
-    return Cli(env, tmp_path / "home", moto_server)
+    (root / "home").mkdir()
+    return Cli(env, root / "home", endpoint)
+
+
+@pytest.fixture
+def cli(moto_server, tmp_path) -> Cli:
+    return make_cli(moto_server, tmp_path)

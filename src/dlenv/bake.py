@@ -13,11 +13,14 @@ import datetime as dt
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlenv.config import Settings
 from dlenv.errors import DlenvError, NotFoundError
 from dlenv.terminal import Terminal
+
+if TYPE_CHECKING:
+    from dlenv.cloud.session import Aws
 
 ROLE_TAG = "dlenv:role"
 
@@ -123,7 +126,9 @@ def bake(
             extra_tags={ROLE_TAG: "ami-builder"},
         )
         t = lap("launch", t)
-        result = runner.provision_environment(name, up.target, settings, terminal, options=options)
+        result = runner.provision_environment(
+            name, up.ssh_target, settings, terminal, options=options
+        )
         t = lap("provision", t)
         with terminal.phase(f"cleaning {name} for imaging, then validating the cleanup"):
             checked = _clean(up.target, stack, options)
@@ -177,7 +182,7 @@ def _clean(target: Any, stack: Any, options: Any) -> str:
     return CHECKED
 
 
-def _discard_image(aws: Any, image_id: str, terminal: Terminal) -> None:
+def _discard_image(aws: Aws, image_id: str, terminal: Terminal) -> None:
     from dlenv.cloud import images
 
     try:

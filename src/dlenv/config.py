@@ -20,6 +20,8 @@ import os
 import re
 import shlex
 import sys
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -168,11 +170,31 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _coerce(name: str, raw: Any, origin: str) -> Any:
-    kinds = {f.name: f.type for f in fields(Settings)}
-    kind = str(kinds[name])
+def declared_kind(name: str) -> type:
+    """The base type a setting is declared with (`int | None` -> int, `list[str]` -> list).
+
+    Read from the dataclass's resolved annotations (`typing.get_type_hints`), never from their
+    text, so a renamed or reworded annotation cannot silently change how a value is parsed.
+    """
+    hint = _HINTS[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        hint, origin = args[0], typing.get_origin(args[0])
+    base = origin or hint
+    if not isinstance(base, type):  # pragma: no cover - a new setting with an exotic type
+        raise TypeError(f"setting {name} has no plain declared type: {hint!r}")
+    return base
+
+
+def coerce(name: str, raw: Any, origin: str) -> Any:
+    """`raw` (from a file, the environment, a flag or an EC2 tag) as setting `name`'s type.
+
+    `origin` names where it came from, for the one-line error (ConfigError) naming the fix.
+    """
+    kind = declared_kind(name)
     try:
-        if kind.startswith("list"):
+        if kind is list:
             if isinstance(raw, str):  # DLENV_PACKAGES="tqdm, rich==13.7"
                 return [p.strip() for p in raw.split(",") if p.strip()]
             if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
@@ -180,7 +202,7 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
                     f"{origin}: {name} = {raw!r} is not a list of strings", _fix(name, origin)
                 )
             return list(raw)
-        if "bool" in kind:
+        if kind is bool:
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
@@ -189,13 +211,13 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
             if text in {"0", "false", "no", "off", ""}:
                 return False
             raise ValueError(raw)
-        if "float" in kind:
+        if kind is float:
             if raw is None:
                 return None
             if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
                 raise ValueError(raw)
             return float(raw)
-        if "int" in kind:
+        if kind is int:
             if isinstance(raw, (bool, float)) or not isinstance(raw, (int, str)):
                 raise ValueError(raw)  # 5.7 or [5] is a mistake, never silently truncated
             return int(raw)
@@ -205,7 +227,7 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
             raise ConfigError(f"{origin}: {name} = {raw!r} is not a string", _fix(name, origin))
         if name in CHOICES and raw not in CHOICES[name]:
             # checked here, not only in _validate: values recorded in EC2 tags come through
-            # _coerce alone (lifecycle.with_env_choices), and a tag is anyone's to write
+            # coerce alone (lifecycle.with_env_choices), and a tag is anyone's to write
             allowed = " or ".join(CHOICES[name])
             raise ConfigError(
                 f"{origin}: {name} = {raw!r} is not {allowed}",
@@ -213,12 +235,13 @@ def _coerce(name: str, raw: Any, origin: str) -> Any:
             )
         return raw
     except ValueError:
-        expected = (
-            "true/false" if "bool" in kind else "a number" if "float" in kind else "an integer"
-        )
+        expected = "true/false" if kind is bool else "a number" if kind is float else "an integer"
         raise ConfigError(
             f"{origin}: {name} = {raw!r} is not {expected}", _fix(name, origin)
         ) from None
+
+
+_HINTS: dict[str, Any] = typing.get_type_hints(Settings)
 
 
 def _fix(name: str, origin: str) -> str:
@@ -429,7 +452,7 @@ def load(flags: dict[str, Any] | None = None, env: dict[str, str] | None = None)
     names = set(setting_names())
 
     def apply(name: str, value: Any, origin: str) -> None:
-        setattr(settings, name, _coerce(name, value, origin))
+        setattr(settings, name, coerce(name, value, origin))
         settings.sources[name] = origin
 
     user = user_config_file()

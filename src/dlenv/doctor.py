@@ -10,15 +10,18 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dlenv.errors import DlenvError
+
+if TYPE_CHECKING:
+    from dlenv.cloud.session import Aws
 
 
 @dataclass
 class Check:
     name: str
-    status: str  # OK | WARN | FAIL
+    status: Literal["OK", "WARN", "FAIL"]
     detail: str
 
 
@@ -44,7 +47,7 @@ def _aws_checks(settings: Any) -> list[Check]:
     return checks
 
 
-def quota_checks(aws: Any) -> list[Check]:
+def quota_checks(aws: Aws) -> list[Check]:
     """The on-demand vCPU quotas for G and P instances (0 on new accounts: the #1 surprise)."""
     from dlenv.cloud.aws_errors import quota_hint
 

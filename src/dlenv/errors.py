@@ -101,7 +101,22 @@ class SshTimeoutError(SshError):
 # -- local state --------------------------------------------------------------------------------
 class StateFileError(DlenvError):
     """A local state file (known_hosts, ssh config include, tunnel record, key, config) is
-    unreadable or malformed; the message names the file and the fix."""
+    unreadable or malformed; the message names the file and the fix.
+
+    `problem` is what is wrong with the file in a few words ("is a directory, not a file"), for
+    a caller that words its own line (a corrupt tunnel record is dropped with one warning).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        problem: str | None = None,
+        **kw: str | None,
+    ) -> None:
+        super().__init__(message, hint, **kw)
+        self.problem = problem
 
 
 class LockedError(DlenvError):

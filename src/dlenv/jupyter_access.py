@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from dlenv.config import Settings
+from dlenv.ssh.target import SshTarget
 from dlenv.terminal import Terminal
 
 
@@ -18,6 +19,31 @@ def can_open_browser() -> bool:
     if sys.platform in {"darwin", "win32"}:
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def current_target(target: SshTarget, refresh: dict[str, str]) -> SshTarget | None:
+    """Where environment `target.name` is now, for the tunnel supervisor's reconnect: the
+    running instance's address from AWS (found by its name tag), else None (stopped, or a
+    persistent spot instance waiting for capacity). The login, key, proxy command and host key
+    alias stay those of `target`, so the host key is verified exactly as before."""
+    import dataclasses
+
+    from dlenv.cloud import instances
+    from dlenv.cloud.session import Aws
+
+    if not target.name:
+        return target
+    aws = Aws(region=refresh.get("region") or None, profile=refresh.get("profile") or None)
+    env = instances.find(aws, target.name)
+    if env is None or env.state != "running":
+        return None
+    address = env.public_ip or env.private_ip
+    if not address:
+        return None
+    from dlenv.ssh.target import check_host
+
+    check_host(address, f"the address EC2 reports for {target.name}")
+    return dataclasses.replace(target, host=address)
 
 
 def open_jupyter(
@@ -52,8 +78,22 @@ def open_jupyter(
     if local != port:
         terminal.warn(f"local port {port} is in use; using {local} instead")
     url = f"http://127.0.0.1:{local}/lab?token={token}"
+    refresh = None
+    if name:  # an environment: its address changes on every start (spot interruptions too)
+        from dlenv.cloud.session import from_settings
+
+        refresh = {
+            "resolver": "dlenv.jupyter_access:current_target",
+            "region": from_settings(settings).region_name,
+            "profile": settings.profile or "",
+        }
     spec = tunnel.TunnelSpec(
-        name=label, target=target, local_port=local, remote_port=jup.port, url=url
+        name=label,
+        target=target,
+        local_port=local,
+        remote_port=jup.port,
+        url=url,
+        refresh=refresh,
     )
     if background:
         record = tunnel.start_background(spec)

@@ -10,11 +10,16 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dlenv.config import Settings
 from dlenv.errors import DlenvError, NotFoundError, UsageError
 from dlenv.terminal import Terminal
+
+if TYPE_CHECKING:
+    from dlenv.cloud.instances import Environment
+    from dlenv.cloud.session import Aws
+    from dlenv.ssh.target import SshTarget
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$|^[a-z]$")
 
@@ -30,10 +35,8 @@ def validate_name(name: str) -> str:
 
 def stack_fingerprint() -> str:
     """The stack fingerprint that tags instances (the provisioning manifest's hash)."""
-    try:
-        from dlenv.provision.manifest import load_stack
-    except ImportError:  # provisioning layer not installed in this build
-        return "none"
+    from dlenv.provision.manifest import load_stack
+
     return load_stack().fingerprint
 
 
@@ -81,7 +84,7 @@ def with_env_choices(settings: Settings, env_tags: dict[str, str], terminal: Ter
     for attr, tag in CHOICE_TAGS.items():
         if tag not in env_tags:
             continue
-        recorded = config._coerce(attr, env_tags[tag], f"tag {tag}")
+        recorded = config.coerce(attr, env_tags[tag], f"tag {tag}")
         if attr == "frameworks":  # a tag is anyone's to write: only the stack's own names
             from dlenv.provision.options import check_frameworks
 
@@ -118,9 +121,17 @@ def record_choices(name: str, settings: Settings, instance_id: str | None = None
 
 @dataclass
 class UpResult:
-    env: Any
-    action: str  # launched | already-running | started
-    target: Any | None = None
+    env: Environment
+    action: Literal["launched", "already-running", "started"]
+    target: SshTarget | None = None
+    """Set when `up` waited for SSH (wait_ssh=True: the path that provisions)."""
+
+    @property
+    def ssh_target(self) -> SshTarget:
+        """The target of an `up` that waited for SSH; a bug to ask otherwise."""
+        if self.target is None:
+            raise DlenvError(f"{self.env.name}: no SSH target (up did not wait for SSH)")
+        return self.target
 
 
 def up(
@@ -189,7 +200,7 @@ def up(
 
 
 def _launch(
-    aws: Any,
+    aws: Aws,
     name: str,
     itype: Any,
     cidr: str | None,
@@ -262,11 +273,11 @@ def _launch(
         )
         with terminal.phase(f"launching {itype.name} ({market})"):
             inst = launch.run(aws, spec, zones, terminal.info)
-        mine = inst["InstanceId"]
-        _lose_if_not_first(aws, name, mine, inst.get("LaunchTime"))
+        mine = inst.instance_id
+        _lose_if_not_first(aws, name, mine, inst.launch_time)
         with terminal.phase(f"waiting for {mine} to run"):
             instances.wait(aws, "instance_running", mine)
-        _lose_if_not_first(aws, name, mine, inst.get("LaunchTime"))  # a same-second rival
+        _lose_if_not_first(aws, name, mine, inst.launch_time)  # a same-second rival
         env = next(e for e in instances.list_environments(aws, name) if e.instance_id == mine)
     except launch.ConcurrentLaunchError as exc:
         undone, finished = _rollback(aws, run, terminal)
@@ -305,7 +316,7 @@ def _launch(
     return UpResult(env, "launched", target)
 
 
-def _refuse_second_region(aws: Any, name: str, settings: Settings) -> None:
+def _refuse_second_region(aws: Aws, name: str, settings: Settings) -> None:
     """Refuse `up NAME` here while this machine's NAME lives in another region.
 
     `ssh dlenv-NAME`, the known_hosts alias and the private key name one environment per
@@ -327,7 +338,7 @@ def _refuse_second_region(aws: Any, name: str, settings: Settings) -> None:
         )
 
 
-def _lose_if_not_first(aws: Any, name: str, mine: str, launch_time: Any) -> None:
+def _lose_if_not_first(aws: Aws, name: str, mine: str, launch_time: Any) -> None:
     """Raise ConcurrentLaunchError when another launch's instance keeps the name, not ours."""
     from dlenv.cloud import launch
 
@@ -369,7 +380,7 @@ class _LaunchRun:
     """Labels the rollback removed."""
     _unregister: Any = None
 
-    def watch(self, aws: Any) -> None:
+    def watch(self, aws: Aws) -> None:
         """Follow every EC2 call (botocore events) to know what is in flight and confirmed."""
         events = aws.ec2.meta.events
         uid = f"dlenv-launch-{self.launch_id}"
@@ -444,7 +455,7 @@ def _left_text(run: _LaunchRun) -> str:
     return ", ".join(run.believed_left()) or "nothing"
 
 
-def _rollback(aws: Any, run: _LaunchRun, terminal: Terminal) -> tuple[list[str], bool]:
+def _rollback(aws: Aws, run: _LaunchRun, terminal: Terminal) -> tuple[list[str], bool]:
     """Undo what this launch created, found in AWS by its launch tag: (what was undone, done?).
 
     Order keeps the environment consistent at every step: the instance goes first (waiting
@@ -515,7 +526,7 @@ def _rollback(aws: Any, run: _LaunchRun, terminal: Terminal) -> tuple[list[str],
     return undone, True
 
 
-def _find_own(aws: Any, run: _LaunchRun, in_flight: str | None, terminal: Terminal) -> Any:
+def _find_own(aws: Aws, run: _LaunchRun, in_flight: str | None, terminal: Terminal) -> Any:
     """This launch's footprint by its tag, waiting a bounded time for an interrupted create.
 
     A create call whose answer never arrived may still have been carried out (and AWS's lists
@@ -543,7 +554,7 @@ def _find_own(aws: Any, run: _LaunchRun, in_flight: str | None, terminal: Termin
 
 
 def _say_remains(
-    aws: Any,
+    aws: Aws,
     name: str,
     terminal: Terminal,
     believed: Any,
@@ -575,7 +586,7 @@ def _say_remains(
     terminal.warn(f"remains: {', '.join(items)}; {fix}")
 
 
-def _remains(aws: Any, name: str) -> list[str]:
+def _remains(aws: Aws, name: str) -> list[str]:
     """Everything of NAME: its AWS resources, the local private key and ssh config entry."""
     from dlenv.cloud import launch
     from dlenv.ssh import config as sshconfig
@@ -595,7 +606,7 @@ def _remains(aws: Any, name: str) -> list[str]:
 BAKEABLE = ("ubuntu-24.04", "ubuntu-22.04", "debian-12", "dlami", "dlami-24.04")
 
 
-def choose_image(aws: Any, settings: Settings, arch: str, terminal: Terminal) -> Any:
+def choose_image(aws: Aws, settings: Settings, arch: str, terminal: Terminal) -> Any:
     """The image to launch: the newest baked image of this exact stack when `--ami` names a base
     (and `baked` is on), else the base itself. A baked image needs only the per-instance steps.
     """
@@ -614,7 +625,7 @@ def choose_image(aws: Any, settings: Settings, arch: str, terminal: Terminal) ->
     return ami.resolve(aws, settings.ami, arch)
 
 
-def _root_device(aws: Any, image_id: str) -> str:
+def _root_device(aws: Aws, image_id: str) -> str:
     from dlenv.cloud.aws_errors import translated
 
     with translated(region=aws.region_name):
@@ -637,7 +648,7 @@ def _target(name: str, env: Any, settings: Settings) -> Any:
 
 
 def ready_for_ssh(
-    aws: Any, name: str, env: Any, settings: Settings, terminal: Terminal, *, wait_ssh: bool
+    aws: Aws, name: str, env: Any, settings: Settings, terminal: Terminal, *, wait_ssh: bool
 ) -> Any:
     """Write the ssh config entry and, unless told not to, wait until SSH login works."""
     from dlenv.cloud.hostkeys import console_host_keys, console_tail
@@ -695,7 +706,7 @@ def stop(name: str, settings: Settings, terminal: Terminal) -> Any:
         return _stop(aws, name, terminal)
 
 
-def _stop(aws: Any, name: str, terminal: Terminal) -> Any:
+def _stop(aws: Aws, name: str, terminal: Terminal) -> Any:
     from dlenv.cloud import instances
     from dlenv.cloud.aws_errors import translated
 
@@ -750,7 +761,7 @@ def compatible_types(current: str, region: str | None, limit: int = 3) -> list[s
     return [t.name for t in fits[:limit]]
 
 
-def change_type(aws: Any, name: str, env: Any, new_type: str, terminal: Terminal) -> Any:
+def change_type(aws: Aws, name: str, env: Any, new_type: str, terminal: Terminal) -> Any:
     """Change a stopped environment's instance type after checking the new one fits."""
     from dlenv.cloud import catalog, instances
     from dlenv.cloud.aws_errors import translated
@@ -788,7 +799,7 @@ def change_type(aws: Any, name: str, env: Any, new_type: str, terminal: Terminal
 
 
 def _start(
-    aws: Any,
+    aws: Aws,
     name: str,
     settings: Settings,
     terminal: Terminal,
@@ -830,6 +841,12 @@ def _start(
                     f"the same disk on another type: `dlenv start {name} --instance {others[0]}`"
                     + (f" (or {', '.join(others[1:])})" if others[1:] else "")
                 )
+            if _other_zones(aws, env):
+                ways.append(
+                    f"the same type in another zone: `dlenv start {name} --move` (snapshot, new "
+                    "instance there with the same disk, key, group and tags; the old one goes "
+                    "once the new one runs)"
+                )
             raise CapacityError(
                 f"{exc.message}; {name} is still stopped, nothing changed",
                 "; or ".join(ways),
@@ -840,6 +857,17 @@ def _start(
     # The public IP changes on start; host keys are recorded under the alias dlenv-<name>.
     sshconfig.write_entry(name, _target(name, env, settings))
     return env
+
+
+def _other_zones(aws: Aws, env: Any) -> list[str]:
+    """Zones of the region, other than the environment's, that offer its type (for `--move`);
+    empty when AWS cannot tell (the error being reported matters more)."""
+    from dlenv.cloud import launch
+
+    try:
+        return [z for z in launch.offered_zones(aws, env.instance_type) if z != env.az]
+    except DlenvError:
+        return []
 
 
 @dataclass
@@ -880,7 +908,7 @@ def down(
 
 
 def _down(
-    aws: Any, name: str, terminal: Terminal, keep_key: bool, seen: dict[str, Any]
+    aws: Aws, name: str, terminal: Terminal, keep_key: bool, seen: dict[str, Any]
 ) -> DownResult:
     from dlenv.cloud import instances, keys, launch
     from dlenv.cloud.aws_errors import translated
@@ -1028,15 +1056,13 @@ def _down_believed(name: str, seen: dict[str, Any]) -> list[str]:
 
 
 def _delete_group_when_free(
-    aws: Any, name: str, timeout: float = 180, *, group_id: str | None = None
+    aws: Aws, name: str, timeout: float = 180, *, group_id: str | None = None
 ) -> bool:
     """Delete the SG, retrying while EC2 still reports the terminated instance's ENI on it.
 
     Bounded by `timeout`: after that the DependencyViolation is raised (the caller says the
     group remains, and `dlenv down` removes it later).
     """
-    import botocore.exceptions
-
     from dlenv.cloud import network
     from dlenv.cloud.aws_errors import error_code
 
@@ -1045,14 +1071,9 @@ def _delete_group_when_free(
         try:
             return network.delete_group(aws, name, group_id)
         except DlenvError as exc:
-            cause = exc.__cause__
-            if (
-                not (
-                    isinstance(cause, botocore.exceptions.ClientError)
-                    and error_code(cause) == "DependencyViolation"
-                )
-                or time.monotonic() > deadline
-            ):
+            # the AWS error's own code (cloud/ keeps botocore's exception as the cause)
+            code = error_code(exc.__cause__) if exc.__cause__ else None
+            if code != "DependencyViolation" or time.monotonic() > deadline:
                 raise
             time.sleep(5)
 

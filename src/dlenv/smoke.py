@@ -12,8 +12,12 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlenv.errors import UsageError
+
+if TYPE_CHECKING:
+    from dlenv.ssh.target import SshTarget
 
 EXIT_PASS = 0
 EXIT_FAIL = 1
@@ -99,7 +103,7 @@ def remote_command(python_path: str, args: list[str], remote_dir: str = REMOTE_D
     )
 
 
-def run_remote(target, args: list[str], name_hint: str) -> int:
+def run_remote(target: SshTarget, args: list[str], name_hint: str) -> int:
     """Run the installed job (`dlenv-smoke`) on a host over ssh; its report streams here.
 
     Uses the same verified ssh options as the tunnel; returns the job's exit code.

@@ -69,15 +69,16 @@ def read_text(path: Path, *, what: str, fix: str | None = None) -> str | None:
     except FileNotFoundError:
         return None
     except IsADirectoryError:
-        raise StateFileError(f"{what} {path} is a directory, not a file", fix) from None
+        problem = "is a directory, not a file"
+        raise StateFileError(f"{what} {path} {problem}", fix, problem=problem) from None
     except OSError as exc:
-        raise StateFileError(
-            f"{what} {path} cannot be read ({exc.strerror or type(exc).__name__})", fix
-        ) from None
+        problem = f"cannot be read ({exc.strerror or type(exc).__name__})"
+        raise StateFileError(f"{what} {path} {problem}", fix, problem=problem) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise StateFileError(f"{what} {path} is corrupt (not UTF-8 text)", fix) from None
+        problem = "is corrupt (not UTF-8 text)"
+        raise StateFileError(f"{what} {path} {problem}", fix, problem=problem) from None
 
 
 # -- locks -------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ def resolve_target(
         target = from_host_flag(host, identity, settings.ssh_proxy_command)
         prepare(target, trust_new=trust_new_host_key, say=terminal.info)
         return target.label, target
+    assert name is not None  # exactly one of NAME and --host: checked above
     from dlenv import lifecycle
     from dlenv.cloud import instances
     from dlenv.cloud.session import from_settings

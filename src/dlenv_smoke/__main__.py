@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.flush()
     if report.get("timed_out"):
         os._exit(report["exit_code"])  # a phase thread is stuck in the driver: don't wait on it
-    return report["exit_code"]
+    code: int = report["exit_code"]
+    return code
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def make_lines(
     return images.unsqueeze(1).contiguous(), labels
 
 
-class BatchDataset(torch.utils.data.Dataset):
+class BatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Indexable by a *list* of indices, returning a whole batch at once.
 
     Used with a BatchSampler as the DataLoader's sampler and batch_size=None, workers slice

@@ -84,7 +84,8 @@ def _errors_text(obs: dict[str, Any]) -> str:
 def _first_error(obs: dict[str, Any], pattern: str) -> dict[str, Any] | None:
     for err in _run(obs).get("errors", []):
         if re.search(pattern, err.get("text", ""), flags=re.I):
-            return err
+            found: dict[str, Any] = err
+            return found
     return None
 
 

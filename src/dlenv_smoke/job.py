@@ -144,7 +144,8 @@ def _train(device: str, plan: dict[str, Any], opts: Options, limit: float) -> di
     else:
         import torch
 
-        if probe.shm_bytes() is not None and probe.shm_bytes() < 64 << 20:
+        shm_now = probe.shm_bytes()
+        if shm_now is not None and shm_now < 64 << 20:
             cfg["workers"] = 0
         # leave a core to the loader worker: oversubscribed intra-op threads crawl
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - cfg["workers"]))

@@ -75,7 +75,8 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(4 * w, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        out: torch.Tensor = self.head(self.features(x))
+        return out
 
 
 def choose_precision(device: torch.device, requested: str = "auto") -> tuple[str, bool]:
@@ -93,7 +94,7 @@ def choose_precision(device: torch.device, requested: str = "auto") -> tuple[str
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _autocast(device: torch.device, precision: str):
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
     if precision == "fp32":
         return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=_DTYPES[precision])
@@ -129,7 +130,7 @@ def evaluate(
 
 def make_loader(
     ds: BatchDataset, cfg: TrainConfig, workers: int, pin: bool
-) -> torch.utils.data.DataLoader:
+) -> torch.utils.data.DataLoader[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(cfg.seed)
     sampler = torch.utils.data.BatchSampler(
         torch.utils.data.RandomSampler(ds, generator=g), cfg.batch_size, drop_last=True

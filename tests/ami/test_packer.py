@@ -346,6 +346,7 @@ def test_the_source_images_are_the_ones_dlenv_launches_from(gpu_scripts):
 
 
 @needs_packer
+@pytest.mark.moto
 def test_dlenv_up_picks_the_packer_image(gpu_scripts, tmp_path, monkeypatch):
     """An image made the way Packer makes it (create_image, then these tags) is what `up` uses."""
     from moto import mock_aws

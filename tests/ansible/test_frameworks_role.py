@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.hosts, pytest.mark.slow]
 TAGS = "base-packages,python-env,jupyterlab,frameworks"
 
 
-def test_dlenv_finds_the_playbooks_frameworks_done(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_dlenv_finds_the_playbooks_frameworks_done(tmp_path) -> None:
     from ansible_support import host_entry, playbook, write_inventory
 
     from dlenv.provision.options import ProvisionOptions

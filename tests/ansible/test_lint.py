@@ -60,7 +60,7 @@ def test_playbook_syntax_from_the_repository_root() -> None:
     assert {"ca-bundle", "gpu", "always"} <= tags
 
 
-def _plugin_call(name: str, call: str):  # type: ignore[no-untyped-def]
+def _plugin_call(name: str, call: str):
     """`call` on lookup plugin `name`, evaluated in a child process, returned through JSON.
 
     The plugins import ansible, and importing ansible-core 2.19 patches `sys.intern` for the

@@ -97,7 +97,7 @@ def _assert_ok(run: PlaybookRun, *hosts: str, changed: bool | None = None) -> No
 
 
 @pytest.fixture(scope="module")
-def story(tmp_path_factory, ansible_state, wheelhouse):  # type: ignore[no-untyped-def]
+def story(tmp_path_factory, isolated_state, wheelhouse):
     """Three fresh hosts, an inventory for them and the conda stand-in's files."""
     from harness import ensure_images, require_engine, start_host
     from provision.test_conda import INSTALLER  # the truthful stand-in, not a second copy
@@ -134,7 +134,7 @@ def story(tmp_path_factory, ansible_state, wheelhouse):  # type: ignore[no-untyp
         },
     )
     # the CLI checks host keys against its own known_hosts (in the isolated state dir)
-    (ansible_state / "known_hosts").write_text(
+    (isolated_state / "known_hosts").write_text(
         "".join(h.known_hosts.read_text() for h in hosts.values())
     )
     yield {
@@ -154,7 +154,7 @@ def story(tmp_path_factory, ansible_state, wheelhouse):  # type: ignore[no-untyp
             h.stop()
 
 
-def _both(story, *args: str) -> tuple[PlaybookRun, PlaybookRun]:  # type: ignore[no-untyped-def]
+def _both(story, *args: str) -> tuple[PlaybookRun, PlaybookRun]:
     """A (whole playbook) and C (conda, its tags) at the same time, as two playbook runs."""
     inv = story["inventory"]
     with ThreadPoolExecutor(2) as pool:
@@ -163,7 +163,7 @@ def _both(story, *args: str) -> tuple[PlaybookRun, PlaybookRun]:  # type: ignore
         return ra.result(), rc.result()
 
 
-def test_check_mode_on_fresh_hosts_changes_nothing(story) -> None:  # type: ignore[no-untyped-def]
+def test_check_mode_on_fresh_hosts_changes_nothing(story) -> None:
     hosts = story["hosts"]
     for h in hosts.values():  # a login first, so its own traces (lastlog, wtmp) are not counted
         h.exec("true")
@@ -183,7 +183,7 @@ def test_check_mode_on_fresh_hosts_changes_nothing(story) -> None:  # type: igno
     print(f"\n[figures] check mode on 3 fresh hosts: {run.seconds:.1f}s")
 
 
-def test_a_conda_installer_with_another_sha256_is_refused(story) -> None:  # type: ignore[no-untyped-def]
+def test_a_conda_installer_with_another_sha256_is_refused(story) -> None:
     run = playbook(
         story["inventory"],
         "--limit",
@@ -199,7 +199,7 @@ def test_a_conda_installer_with_another_sha256_is_refused(story) -> None:  # typ
     assert c.exec("test -e /opt/dlenv/conda || test -e /opt/dlenv/installers").returncode == 1
 
 
-def test_first_run_provisions_and_verifies(story) -> None:  # type: ignore[no-untyped-def]
+def test_first_run_provisions_and_verifies(story) -> None:
     ra, rc = _both(story)
     _assert_ok(ra, "a", changed=True)
     _assert_ok(rc, "c", changed=True)
@@ -220,20 +220,20 @@ def test_first_run_provisions_and_verifies(story) -> None:  # type: ignore[no-un
     )
 
 
-def test_second_run_changes_nothing(story) -> None:  # type: ignore[no-untyped-def]
+def test_second_run_changes_nothing(story) -> None:
     ra, rc = _both(story, *NO_SMOKE)
     _assert_ok(ra, "a", changed=False)
     _assert_ok(rc, "c", changed=False)
     print(f"\n[figures] no-op re-run: A {ra.seconds:.1f}s, C {rc.seconds:.1f}s")
 
 
-def test_check_mode_on_provisioned_hosts_reports_no_change(story) -> None:  # type: ignore[no-untyped-def]
+def test_check_mode_on_provisioned_hosts_reports_no_change(story) -> None:
     ra, rc = _both(story, "--check", *NO_SMOKE)
     _assert_ok(ra, "a", changed=False)
     _assert_ok(rc, "c", changed=False)
 
 
-def test_dlenv_finds_nothing_to_do_and_the_stack_works(story) -> None:  # type: ignore[no-untyped-def]
+def test_dlenv_finds_nothing_to_do_and_the_stack_works(story) -> None:
     from docker_support import run_dlenv
 
     a, c = story["hosts"]["a"], story["hosts"]["c"]
@@ -299,7 +299,7 @@ def test_dlenv_finds_nothing_to_do_and_the_stack_works(story) -> None:  # type: 
     assert "Verdict: PASS" in smoke.stdout + smoke.stderr
 
 
-def test_gpu_roles_on_a_host_with_driver_and_toolkit_installed(story) -> None:  # type: ignore[no-untyped-def]
+def test_gpu_roles_on_a_host_with_driver_and_toolkit_installed(story) -> None:
     """No GPU exists here: B gets stand-in nvidia-smi/nvcc (a host like AWS's Deep Learning AMI:
     a runfile driver loaded, CUDA 13.0 at the stack's CUDA home), so the GPU branch of the roles
     runs and decides as dlenv's steps decide: a runfile driver of another branch (550) is refused
@@ -322,7 +322,7 @@ def test_gpu_roles_on_a_host_with_driver_and_toolkit_installed(story) -> None:  
     )  # fmt: skip
     only = ("nvidia-driver", "cuda-toolkit")
 
-    def dlenv(plan_only: bool = True):  # type: ignore[no-untyped-def]
+    def dlenv(plan_only: bool = True):
         [res] = provision(
             [b.target()],
             ProvisionOptions(python="uv", only=only),

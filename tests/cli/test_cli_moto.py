@@ -169,6 +169,7 @@ HEAVY = ("boto3", "botocore", "paramiko", "fabric", "docker", "invoke", "moto")
         ["local"],
         ["build"],
         ["smoke-test"],
+        ["run"],
     ],
 )
 def test_help_imports_no_sdk(cli, cmd):

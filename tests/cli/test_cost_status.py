@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 
 
-def _status(cli, *args):  # type: ignore[no-untyped-def]
+def _status(cli, *args):
     r = cli("status", "--json", *args)
     assert r.code == 0, r.err
     return json.loads(r.out)
 
 
-def test_status_counts_disks_and_running_hours(cli) -> None:  # type: ignore[no-untyped-def]
+def test_status_counts_disks_and_running_hours(cli) -> None:
     r = cli("up", "costly", "--no-provision", "--yes", "--disk", "120")
     assert r.code == 0, r.err
     data = _status(cli)
@@ -45,7 +45,7 @@ def test_status_counts_disks_and_running_hours(cli) -> None:  # type: ignore[no-
     assert r.code == 0, r.err
 
 
-def test_start_without_capacity_names_the_ways_out_and_changes_type(cli) -> None:  # type: ignore[no-untyped-def]
+def test_start_without_capacity_names_the_ways_out_and_changes_type(cli) -> None:
     import boto3
 
     from harness.aws_proxy import AwsProxy

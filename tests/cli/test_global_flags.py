@@ -65,6 +65,10 @@ def _not_found_here(r: Result, name: str = "nosuch") -> None:
     assert f"no environment named {name!r} in {REGION}" in r.err, r.err
 
 
+def _no_cluster_here(r: Result) -> None:
+    assert r.code == 1 and f"no cluster named 'nosuch' in {REGION}" in r.err, (r.out, r.err)
+
+
 def _status_finds_env(r: Result) -> None:
     data = _json(r)
     assert data["region"] == REGION and [e["name"] for e in data["environments"]] == [ENV]
@@ -138,6 +142,7 @@ CASES: dict[str, Case] = {
     "sync": Case(("nosuch", "--up"), _not_found_here),
     "budget": Case(("nosuch", "50"), _not_found_here),
     "keep-awake": Case(("nosuch", "2h"), _not_found_here),
+    "run": Case(("nosuch",), _no_cluster_here),
 }
 
 

@@ -127,7 +127,7 @@ class Lab:
         """What moto holds for environment `name` (asked directly, not through the proxy)."""
         return dlenv_resources("us-east-1", name, self.endpoint)
 
-    def ec2(self):  # type: ignore[no-untyped-def]
+    def ec2(self):
         import boto3
 
         return boto3.client("ec2", region_name="us-east-1", endpoint_url=self.endpoint)

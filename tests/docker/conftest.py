@@ -24,6 +24,7 @@ from docker_support import (
     find_wheelhouse,
     run_dlenv,
 )
+from harness.locks import file_lock
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +43,10 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def base_image(docker_client) -> str:
-    subprocess.run([str(REPO / "scripts" / "make-base-image"), BASE_IMAGE], check=True, timeout=900)
+    with file_lock("minbase-image"):  # each xdist worker asks; the first one builds
+        subprocess.run(
+            [str(REPO / "scripts" / "make-base-image"), BASE_IMAGE], check=True, timeout=900
+        )
     return BASE_IMAGE
 
 
@@ -59,9 +63,10 @@ def build_inputs(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def cpu_build(docker_client, base_image, build_inputs) -> subprocess.CompletedProcess[str]:
     """`dlenv build --cpu` through the real CLI (cached layers make repeats take seconds)."""
-    return run_dlenv(
-        "build", "--cpu", "--tag", CPU_IMAGE, *build_args(base_image, build_inputs), check=True
-    )
+    with file_lock("cpu-image"):  # each xdist worker asks; the first one builds
+        return run_dlenv(
+            "build", "--cpu", "--tag", CPU_IMAGE, *build_args(base_image, build_inputs), check=True
+        )
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def status_code(port: int, token: str | None) -> int:
 # -- compose without a token ----------------------------------------------------------------------
 def test_compose_without_a_token_generates_one_and_down_just_works(
     docker_client, cpu_image, compose_cmd, unique
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     port = free_port()
     project = f"dlenv-test-{unique}"
     env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
@@ -101,7 +101,7 @@ def sh(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_local_up_then_the_printed_commands_work_as_printed(
     cpu_image, isolated_local, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     home, tmp = tmp_path / "home", tmp_path / "tmp"
     home.mkdir()
     tmp.mkdir()

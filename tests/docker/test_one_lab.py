@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import requests
 
-from docker_support import find_wheelhouse, wait_for
+from docker_support import wait_for
+from harness.ports import free_port
 from jupyter_ws import Kernel, text_of
 
 pytestmark = [pytest.mark.docker, pytest.mark.hosts, pytest.mark.slow]
@@ -109,12 +108,6 @@ def text_of_outputs(outputs: list[dict]) -> str:
     return text_of(nb)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _answers(base_url: str) -> bool:
     try:
         return requests.get(base_url + "/api", timeout=3).status_code == 200
@@ -123,9 +116,9 @@ def _answers(base_url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def docker_lab(docker_client, cpu_image) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
+def docker_lab(docker_client, cpu_image) -> Iterator[Lab]:
     """The CPU image as `dlenv local up` runs it: port published on 127.0.0.1, token given."""
-    port, token = _free_port(), secrets.token_hex(24)
+    port, token = free_port(), secrets.token_hex(24)
     container = docker_client.containers.run(
         cpu_image,
         detach=True,
@@ -143,41 +136,16 @@ def docker_lab(docker_client, cpu_image) -> Iterator[Lab]:  # type: ignore[no-un
 
 
 @pytest.fixture(scope="module")
-def ssh_lab(tmp_path_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
-    """A fresh host provisioned by the runner, its service reached through an SSH tunnel."""
+def ssh_lab(provisioned_image, tmp_path_factory) -> Iterator[Lab]:
+    """A host provisioned by the runner (a container of the provisioned image: what is compared
+    here is the Lab, not provisioning), its service reached through an SSH tunnel."""
     from dlenv.provision.jupyter import fetch_token
-    from dlenv.provision.options import ProvisionOptions
-    from dlenv.provision.runner import provision
     from dlenv.ssh.session import SshHost
-    from dlenv.terminal import Terminal
-    from harness import ensure_images, require_engine, start_host
+    from harness.provisioned import start_provisioned_host
 
-    require_engine()
-    ensure_images()
-    state = tmp_path_factory.mktemp("onelab-state")
-    old_state = os.environ.get("DLENV_STATE_DIR")
-    os.environ["DLENV_STATE_DIR"] = str(state)
-    host = start_host(work=tmp_path_factory.mktemp("onelab-host"))
+    host = start_provisioned_host(provisioned_image, work=tmp_path_factory.mktemp("onelab-host"))
     try:
-        t0 = time.monotonic()
-        took: dict[str, str] = {}
-
-        def note(label: str, event: str, step: str, text: str) -> None:
-            if event == "done":
-                took[step] = text
-
-        [res] = provision(
-            [host.target()],
-            ProvisionOptions(python="uv", wheelhouse=find_wheelhouse()),
-            Terminal(interactive=False),
-            events=note,
-        )
-        assert res.ok, res.error
-        print(
-            f"\n[figures] one-lab host provisioned in {time.monotonic() - t0:.1f}s; "
-            f"per step: {took}"
-        )
-        local_port = _free_port()
+        local_port = free_port()
         with SshHost(host.target()) as ssh:
             token = fetch_token(ssh)
             home = ssh.run("printf %s ~").output.strip()
@@ -188,10 +156,6 @@ def ssh_lab(tmp_path_factory) -> Iterator[Lab]:  # type: ignore[no-untyped-def]
     finally:
         if os.environ.get("DLENV_TEST_KEEP_HOSTS") != "1":
             host.stop()
-        if old_state is None:
-            os.environ.pop("DLENV_STATE_DIR", None)
-        else:
-            os.environ["DLENV_STATE_DIR"] = old_state
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +163,7 @@ def labs(docker_lab: Lab, ssh_lab: Lab) -> dict[str, Lab]:
     return {"docker": docker_lab, "ssh": ssh_lab}
 
 
-def test_both_labs_offer_only_the_stacks_kernel_with_keras_on_torch(labs) -> None:  # type: ignore[no-untyped-def]
+def test_both_labs_offer_only_the_stacks_kernel_with_keras_on_torch(labs) -> None:
     from dlenv.provision.manifest import load_stack
 
     jupyter = load_stack().data["jupyter"]
@@ -213,7 +177,7 @@ def test_both_labs_offer_only_the_stacks_kernel_with_keras_on_torch(labs) -> Non
     }, seen
 
 
-def test_both_labs_never_ask_about_or_fetch_news_and_updates(labs) -> None:  # type: ignore[no-untyped-def]
+def test_both_labs_never_ask_about_or_fetch_news_and_updates(labs) -> None:
     seen = {name: lab.notification_defaults() for name, lab in labs.items()}
     assert seen["docker"] == seen["ssh"] == {"fetchNews": "false", "checkForUpdates": False}
     for lab in labs.values():
@@ -222,14 +186,14 @@ def test_both_labs_never_ask_about_or_fetch_news_and_updates(labs) -> None:  # t
         assert lab.get("/lab/api/update").json() == {"notification": None}, lab.name
 
 
-def test_both_labs_load_the_widget_manager(labs) -> None:  # type: ignore[no-untyped-def]
+def test_both_labs_load_the_widget_manager(labs) -> None:
     """ipywidgets 8's prebuilt Lab extension is found (widgets render; no Lab build needed)."""
     for lab in labs.values():
         assert "@jupyter-widgets/jupyterlab-manager" in lab.get("/lab").text, lab.name
 
 
 @pytest.mark.parametrize("name", ["docker", "ssh"])
-def test_scientific_set_and_keras_on_torch_in_a_real_kernel(labs, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_scientific_set_and_keras_on_torch_in_a_real_kernel(labs, name: str) -> None:
     lab = labs[name]
     out = lab.run(SCIENTIFIC_CELL)
     assert out["backend"] == "torch" and out["env"] == "torch", out

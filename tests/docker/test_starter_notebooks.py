@@ -31,7 +31,7 @@ EXPECTED = {
 }
 
 
-def run_in(container: str, *argv: str, stdin: str | None = None, user: str = "dlenv"):  # type: ignore[no-untyped-def]
+def run_in(container: str, *argv: str, stdin: str | None = None, user: str = "dlenv"):
     return subprocess.run(
         ["docker", "exec", "-i", "-u", user, container, *argv],
         input=stdin,
@@ -67,7 +67,7 @@ def api_up(port: int, token: str) -> bool:
         return False
 
 
-def test_image_seeds_and_runs_the_starter_notebooks(cpu_image, isolated_local) -> None:  # type: ignore[no-untyped-def]
+def test_image_seeds_and_runs_the_starter_notebooks(cpu_image, isolated_local) -> None:
     port = free_port()
     up = run_dlenv(
         "local",

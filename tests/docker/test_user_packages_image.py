@@ -36,7 +36,7 @@ def run_code(url: str, code: str) -> str:
 
 def test_build_bakes_requirements_and_notebook_pip_installs_survive_down_up(
     docker_client, base_image, build_inputs, cpu_image, isolated_local, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from dlenv.containers.build import BuildRequest, image_tags
     from dlenv.containers.context import UserFiles
     from dlenv.provision.manifest import load_stack

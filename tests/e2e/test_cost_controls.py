@@ -24,7 +24,7 @@ NAME = "costbox"
 CHECK = "/usr/local/lib/dlenv/idle-check"
 
 
-def install_idle_check(host) -> None:  # type: ignore[no-untyped-def]
+def install_idle_check(host) -> None:
     """The idle check and its conf as the idle-autostop step installs them (no full provision)."""
     from dlenv.provision.manifest import load_stack
     from dlenv.provision.steps import file_context, render_file
@@ -53,7 +53,7 @@ def install_idle_check(host) -> None:  # type: ignore[no-untyped-def]
         )
 
 
-def test_budget_keep_awake_and_idle_status_by_name(cli, host, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_budget_keep_awake_and_idle_status_by_name(cli, host, monkeypatch) -> None:
     import moto.ec2.responses.general as general
 
     monkeypatch.setattr(general, "SAMPLE_CONSOLE_OUTPUT", console_with_host_keys(host.host_keys))

@@ -4,6 +4,10 @@ instance, reached through the documented `ssh_proxy_command` setting (as SSM/bas
 
 The container's real SSH host keys are put in the instance's console output (as cloud-init
 prints them), so the run exercises the verified host-key path, not trust-on-first-use.
+
+`up` runs once for the module (`journey`); the check that JupyterLab's UI renders in Chromium is
+a test of its own, before the journey's, so a missing browser fails that one test (naming the fix)
+and never cuts the journey's later checks short. The journey ends with `down`, so it comes last.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,7 +26,9 @@ import requests
 
 from awsfake import console_with_host_keys, dlenv_resources
 from harness import hosts
+from harness.ports import free_port
 from instancehost import RELAY, wire
+from motocli import Cli, Result, make_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker, pytest.mark.hosts]
 
@@ -31,45 +38,76 @@ ARTIFACTS = Path(
 )
 
 
-@pytest.fixture
-def journey_cli(cli, host, tmp_path, monkeypatch):
-    """The CLI wired to the container: dlenv's key for NAME is the container's authorized key."""
+@dataclass
+class Journey:
+    """Environment NAME, up on its host container: the CLI wired to it and what `up` said."""
+
+    cli: Cli
+    host: hosts.TestHost
+    project: Path
+    up: Result
+    seconds: float
+
+
+@pytest.fixture(scope="module")
+def journey(moto_server, tmp_path_factory):
+    """`dlenv up NAME` once for the module, on a fresh host container (removed at the end).
+
+    The CLI is wired to the container: dlenv's key for NAME is the container's authorized key,
+    and moto's console output carries the container's host keys."""
     import moto.ec2.responses.general as general
 
-    monkeypatch.setattr(general, "SAMPLE_CONSOLE_OUTPUT", console_with_host_keys(host.host_keys))
-    cli.env.update(wire(Path(cli.env["DLENV_STATE_DIR"]), host, NAME))
-    return cli
-
-
-def wheelhouse() -> str:
     from docker_support import find_wheelhouse
 
-    return str(find_wheelhouse())
+    hosts.require_engine()
+    hosts.ensure_images()
+    root = tmp_path_factory.mktemp("journey")
+    host = hosts.start_host(work=root)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(general, "SAMPLE_CONSOLE_OUTPUT", console_with_host_keys(host.host_keys))
+            cli = make_cli(moto_server, root)
+            cli.env.update(wire(Path(cli.env["DLENV_STATE_DIR"]), host, NAME))
+            project = root / "my project"  # uploaded by `up --workdir` once provisioned
+            project.mkdir()
+            (project / "prepare.py").write_text("print('data ready')\n")
+            started = time.monotonic()
+            up = cli(
+                "up",
+                NAME,
+                "--yes",
+                "--python",
+                "uv",
+                "--wheelhouse",
+                str(find_wheelhouse()),
+                "--idle-stop",
+                "30",
+                "--budget",
+                "20",
+                "--workdir",
+                str(project),
+                timeout=1500,
+            )
+            assert up.code == 0, up.err[-3000:]
+            yield Journey(cli, host, project, up, time.monotonic() - started)
+            cli("down", NAME, "--yes")  # where the journey stopped before its own `down`
+    finally:
+        host.stop()
 
 
-def test_whole_journey(journey_cli, host, tmp_path):
-    cli = journey_cli
-    started = time.monotonic()
-    project = tmp_path / "my project"  # uploaded by `up --workdir` once provisioned
-    project.mkdir()
-    (project / "prepare.py").write_text("print('data ready')\n")
-    up = cli(
-        "up",
-        NAME,
-        "--yes",
-        "--python",
-        "uv",
-        "--wheelhouse",
-        wheelhouse(),
-        "--idle-stop",
-        "30",
-        "--budget",
-        "20",
-        "--workdir",
-        str(project),
-        timeout=1500,
-    )
-    assert up.code == 0, up.err[-3000:]
+def test_lab_renders_in_chromium(journey):
+    """JupyterLab's UI loads through dlenv's tunnel in a real browser (a screenshot is kept)."""
+    cli = journey.cli
+    jup = cli("jupyter", NAME, "--no-browser", "--background", "--port", str(free_port()))
+    assert jup.code == 0, jup.err
+    try:
+        _screenshot_lab(jup.out.strip().splitlines()[-1])
+    finally:
+        cli("jupyter", "--stop", NAME)  # the journey then checks that no tunnel is left
+
+
+def test_whole_journey(journey):
+    cli, host, project, up = journey.cli, journey.host, journey.project, journey.up
     # the budget is on the machine (its timer enforces it) and on the instance's tag
     assert f"{NAME}: budget $20.00: it stops itself after about" in up.err, up.err[-2000:]
     assert "BUDGET_USD=20.00" in host.exec("cat /etc/dlenv/budget.conf").stdout
@@ -77,13 +115,13 @@ def test_whole_journey(journey_cli, host, tmp_path):
     assert "host keys read from the instance console" in up.err
     assert "trusting on first use" not in up.err
     assert f"dlenv jupyter {NAME}" in up.err
-    print(f"up (launch + provision): {time.monotonic() - started:.1f}s")
+    print(f"up (launch + provision): {journey.seconds:.1f}s")
 
     status = json.loads(cli("status", "--json").out)
     [env] = [e for e in status["environments"] if e["name"] == NAME]
     assert env["state"] == "running" and env["budget_usd"] == 20.0
 
-    jup = cli("jupyter", NAME, "--no-browser", "--background", "--port", "18765")
+    jup = cli("jupyter", NAME, "--no-browser", "--background", "--port", str(free_port()))
     assert jup.code == 0, jup.err
     url = jup.out.strip().splitlines()[-1]
     assert url.startswith("http://127.0.0.1:") and "/lab?token=" in url
@@ -102,7 +140,6 @@ def test_whole_journey(journey_cli, host, tmp_path):
         assert [t["name"] for t in tunnels] == [NAME]
 
         _run_notebook(base, token)
-        _screenshot_lab(url)
         _tunnel_survives_a_dropped_link(tunnels[0]["pid"], base, token)
 
         smoke = cli("smoke-test", NAME, "--json", timeout=300)
@@ -121,7 +158,7 @@ def test_whole_journey(journey_cli, host, tmp_path):
 
     # The service stopped: `dlenv jupyter` says so and names the fix, and the fix works.
     host.exec("systemctl stop dlenv-jupyter", check=True)
-    broken = cli("jupyter", NAME, "--no-browser", "--background", "--port", "18766")
+    broken = cli("jupyter", NAME, "--no-browser", "--background", "--port", str(free_port()))
     assert broken.code == 1 and "JupyterLab service on e2e is not running" in broken.err, broken.err
     assert f"dlenv provision {NAME} --only jupyterlab-service" in broken.err
     fixed = cli("provision", NAME, "--only", "jupyterlab-service", timeout=300)
@@ -131,7 +168,14 @@ def test_whole_journey(journey_cli, host, tmp_path):
     # Stopped (by the user or the idle timer): one `dlenv jupyter` starts it and tunnels again.
     assert cli("stop", NAME).code == 0
     resumed = cli(
-        "jupyter", NAME, "--no-browser", "--background", "--yes", "--port", "18767", timeout=300
+        "jupyter",
+        NAME,
+        "--no-browser",
+        "--background",
+        "--yes",
+        "--port",
+        str(free_port()),
+        timeout=300,
     )
     assert resumed.code == 0, resumed.err[-2000:]
     assert "starting e2e" in resumed.err and "/lab?token=" in resumed.out
@@ -207,8 +251,7 @@ def _run_notebook(base: str, token: str) -> None:
 
 def _screenshot_lab(url: str) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    # A missing browser fails the run: a skip here would silently drop every journey check
-    # after the screenshot (smoke test, ssh, stop/resume, "down leaves nothing").
+    # A missing browser fails this test (a skip would hide that the UI check never ran)
     assert chromium is not None, (
         "Debian's chromium is not installed: scripts/test installs it as root "
         "(apt-get install chromium)"

@@ -23,7 +23,7 @@ NAME = "syncbox"
 WORK = "/home/dlenv/work"
 
 
-def test_sync_then_down_guard(cli, host, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_sync_then_down_guard(cli, host, tmp_path, monkeypatch) -> None:
     import moto.ec2.responses.general as general
 
     monkeypatch.setattr(general, "SAMPLE_CONSOLE_OUTPUT", console_with_host_keys(host.host_keys))
@@ -71,7 +71,7 @@ def test_sync_then_down_guard(cli, host, tmp_path, monkeypatch) -> None:  # type
     assert dlenv_resources("us-east-1", NAME, cli.endpoint)["instances"] == []
 
 
-def test_unreachable_needs_discard_changes(cli) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_needs_discard_changes(cli) -> None:
     """An environment that may hold work (it was provisioned) but cannot be reached."""
     import boto3
 
@@ -93,7 +93,7 @@ def test_unreachable_needs_discard_changes(cli) -> None:  # type: ignore[no-unty
     assert dlenv_resources("us-east-1", name, cli.endpoint)["instances"] == []
 
 
-def test_bad_sync_and_workdir_usage_is_one_line(cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_sync_and_workdir_usage_is_one_line(cli, tmp_path) -> None:
     both = cli("sync", "somebox", "--up", "--down")
     assert both.code == 2 and "say which one way" in both.err, both.err
     neither = cli("sync", "--up")

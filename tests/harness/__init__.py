@@ -4,7 +4,7 @@ Images are built locally (no registry here): `scripts/make-base-image` debootstr
 with systemd + sshd + sudo, then a tiny Dockerfile adds the `dlenv` user (passwordless sudo) and
 per-container host keys. Nothing Python-env or Jupyter is in them: the tests provision that.
 Images are cached by name (delete them to rebuild). Without a Docker engine, `require_engine()`
-skips the calling test with the reason.
+fails the calling test with the fix (it skips only under DLENV_TEST_NO_DOCKER=1).
 """
 
 from harness.hosts import (

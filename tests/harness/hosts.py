@@ -10,6 +10,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+
+from harness.locks import CACHE, claim_slot, file_lock
+from harness.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "dlenv-test/debian12-systemd"
@@ -22,7 +26,6 @@ HOST_REV_LABEL = "io.dlenv.test.host-rev"
 HOST_REV = "2"
 """Bumped when the host image's Dockerfile changes: a cached image with another revision is rebuilt
 (2: rsync)."""
-CACHE = Path(os.environ.get("DLENV_TEST_CACHE", Path.home() / ".cache" / "dlenv-test"))
 
 _HOST_DOCKERFILE = f"""
 FROM {BASE_IMAGE}
@@ -74,11 +77,16 @@ def engine_status() -> tuple[bool, str]:
 
 
 def require_engine() -> None:
+    """Fail the calling test where no engine answers: scripts/test starts one, so its absence is
+    a broken setup, not a reason to skip. Skip only where the run said so (DLENV_TEST_NO_DOCKER=1,
+    as the docker fixtures do)."""
     import pytest
 
+    if os.environ.get("DLENV_TEST_NO_DOCKER") == "1":
+        pytest.skip("DLENV_TEST_NO_DOCKER=1")
     ok, reason = engine_status()
     if not ok:
-        pytest.skip(reason)
+        pytest.fail(reason)
 
 
 def _image_exists(name: str) -> bool:
@@ -103,7 +111,14 @@ def _build(name: str, dockerfile: str) -> None:
 
 
 def ensure_images() -> None:
-    """Base (debootstrap, ~90 s once), fresh-VM host and unsupported-OS host images, cached."""
+    """Base (debootstrap, ~90 s once), fresh-VM host and unsupported-OS host images, cached.
+
+    Under a file lock: xdist workers each call this, and only the first one builds."""
+    with file_lock("host-images"):
+        _ensure_images()
+
+
+def _ensure_images() -> None:
     if not _image_exists(BASE_IMAGE):
         subprocess.run(
             [str(REPO / "scripts" / "make-base-image"), BASE_IMAGE, BASE_PACKAGES], check=True
@@ -120,11 +135,13 @@ def test_key() -> Path:
     """An ed25519 key pair for the test user (kept in the test cache, 0600)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     key = CACHE / "id_ed25519"
-    if not key.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dlenv-test", "-f", str(key)],
-            check=True,
-        )
+    with file_lock("test-key"):  # xdist workers: one key, made once
+        if not key.exists() or not key.with_suffix(".pub").exists():
+            key.unlink(missing_ok=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dlenv-test", "-f", str(key)],
+                check=True,
+            )
     key.chmod(0o600)
     return key
 
@@ -136,6 +153,7 @@ class TestHost:
     key: Path
     known_hosts: Path
     host_keys: list[str] = field(default_factory=list)
+    apt_claim: IO[str] | None = field(default=None, repr=False)
 
     __test__ = False  # not a pytest test class
 
@@ -143,7 +161,7 @@ class TestHost:
     def spec(self) -> str:
         return f"{USER}@127.0.0.1:{self.port}"
 
-    def target(self, *, known: bool = True, name: str | None = None):  # type: ignore[no-untyped-def]
+    def target(self, *, known: bool = True, name: str | None = None):
         from dlenv.ssh.target import SshTarget
 
         return SshTarget(
@@ -167,6 +185,9 @@ class TestHost:
 
     def stop(self) -> None:
         subprocess.run(["docker", "rm", "-f", self.container], capture_output=True)
+        if self.apt_claim is not None:  # the apt archive dir is free for the next host
+            self.apt_claim.close()
+            self.apt_claim = None
 
 
 def start_host(
@@ -176,14 +197,20 @@ def start_host(
     shared_caches: bool = True,
     name_prefix: str = "dlenv-test-host",
     rebootable: bool = False,
+    network: str | None = None,
 ) -> TestHost:
     """Start a systemd host container with sshd on 127.0.0.1:<random port>; wait for SSH.
 
     `rebootable`: restart policy "always" and a fixed published port, so `systemctl reboot`
     inside behaves like a VM reboot (the container comes back on the same address).
 
-    `shared_caches` mounts one apt archive dir across hosts (a local mirror, in effect), so
-    repeated fresh provisions do not re-download the same Debian packages.
+    `network`: a Docker network to attach the host to (instead of the default bridge).
+
+    `shared_caches` mounts an apt archive dir kept across hosts (a local mirror, in effect), so
+    repeated fresh provisions do not re-download the same Debian packages. Each running host has
+    one of its own (a numbered slot, claimed with a file lock until `stop`): apt-get locks the dir
+    and fails, not waits, while another host (in parallel, in another xdist worker or another
+    pytest run) installs from it.
     """
     key = test_key()
     name = f"{name_prefix}-{uuid.uuid4().hex[:8]}"
@@ -210,18 +237,27 @@ def start_host(
         "-v",
         "/sys/fs/cgroup:/sys/fs/cgroup:ro",
         "-p",
-        f"127.0.0.1:{_free_port()}:22" if rebootable else "127.0.0.1::22",
+        f"127.0.0.1:{free_port()}:22" if rebootable else "127.0.0.1::22",
     ]
     if rebootable:
         argv += ["--restart", "always"]
+    if network:  # a user-defined network: the hosts reach each other by private address
+        argv += ["--network", network]
+    apt_claim = None
     if shared_caches:
         # apt archives only: a uv cache shared across hosts grows by the unpacked torch wheel
         # (~0.8 GB) on every fresh host, since each host's uploaded wheel is a new file to uv.
-        apt_cache = CACHE / "apt-archives"
+        slot, apt_claim = claim_slot("apt-archives")
+        apt_cache = CACHE / ("apt-archives" if slot == 0 else f"apt-archives-{slot}")
         (apt_cache / "partial").mkdir(parents=True, exist_ok=True)
         argv += ["-v", f"{apt_cache}:/var/cache/apt/archives", "-e", "container=docker"]
     argv += [image, "/sbin/init"]
-    cid = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        cid = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+    except subprocess.CalledProcessError:
+        if apt_claim is not None:
+            apt_claim.close()
+        raise
     port = int(
         subprocess.run(
             ["docker", "port", cid, "22/tcp"], capture_output=True, text=True, check=True
@@ -230,7 +266,13 @@ def start_host(
         .splitlines()[0]
         .rsplit(":", 1)[1]
     )
-    host = TestHost(container=name, port=port, key=key, known_hosts=work / f"known_hosts-{name}")
+    host = TestHost(
+        container=name,
+        port=port,
+        key=key,
+        known_hosts=work / f"known_hosts-{name}",
+        apt_claim=apt_claim,
+    )
     pub = key.with_suffix(".pub").read_text().strip()
     host.exec(
         f"echo '{pub}' > /home/{USER}/.ssh/authorized_keys && chown {USER}: "
@@ -258,12 +300,6 @@ def start_host(
         "".join(f"[127.0.0.1]:{port} {' '.join(k.split()[:2])}\n" for k in host.host_keys)
     )
     return host
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _banner(port: int) -> bool:

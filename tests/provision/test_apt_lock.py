@@ -23,25 +23,24 @@ HOLD = (
 )
 
 
-def test_provisioning_waits_for_a_held_dpkg_lock(host_pool) -> None:  # type: ignore[no-untyped-def]
+def test_provisioning_waits_for_a_held_dpkg_lock(host_pool) -> None:
     host = host_pool()
     host.exec(HOLD.format(seconds=12), check=True)
     time.sleep(1)
     held = host.exec("dpkg --configure -a")  # dpkg takes the frontend lock too
     assert held.returncode != 0 and "lock" in held.stderr, f"the lock is not held: {held.stderr}"
     lines: list[str] = []
-    start = time.monotonic()
     [res] = runner.provision(
         [host.target()],
         ProvisionOptions(python="uv", only=("base-packages",)),
         Terminal(interactive=False),
         events=lambda label, event, step, text: lines.append(text),
     )
-    elapsed = time.monotonic() - start
     assert res.ok, res.error
     assert res.applied == ["base-packages"]
     text = "\n".join(lines)
     assert "waiting for unattended-upgrades/apt to release the dpkg lock (held by perl" in text, (
         text[-2000:]
     )
-    assert elapsed >= 8, f"finished in {elapsed:.1f}s although the lock was held for 12s"
+    # it finished only once the holder (12 s) had let go: no clock needed to tell
+    assert host.exec("pgrep -f F_SETLKW").returncode != 0, "provisioning ended under the lock"

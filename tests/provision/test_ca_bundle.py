@@ -34,7 +34,7 @@ LOCAL_CAS = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
 @pytest.mark.hosts
 @pytest.mark.slow
 @pytest.mark.skipif(not LOCAL_CAS, reason="no extra (TLS-inspecting proxy) CA on this machine")
-def test_ca_bundle_makes_a_proxied_host_work(host_pool, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_ca_bundle_makes_a_proxied_host_work(host_pool, tmp_path) -> None:
     from harness import NO_EXTRA_CA_IMAGE
 
     host = host_pool(NO_EXTRA_CA_IMAGE)
@@ -58,7 +58,7 @@ def test_ca_bundle_makes_a_proxied_host_work(host_pool, tmp_path) -> None:  # ty
 
 
 # -- the bundle is X.509 PEM, checked before anything is created -----------------------------
-def _bad_bundles(pki) -> dict[str, tuple[bytes, str]]:  # type: ignore[no-untyped-def]
+def _bad_bundles(pki) -> dict[str, tuple[bytes, str]]:
     """case -> (file content, what the one line must say)."""
     cert = pki.cert_pem("dlenv test CA").encode()
     return {
@@ -100,7 +100,7 @@ BAD_CASES = [
 ]
 
 
-def _write_bad(pki, tmp_path: Path, case: str) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
+def _write_bad(pki, tmp_path: Path, case: str) -> tuple[Path, str]:
     content, says = _bad_bundles(pki)[case]
     path = tmp_path / f"bad {case}.pem"  # a space in the name: the line still names it whole
     path.write_bytes(content)
@@ -108,7 +108,7 @@ def _write_bad(pki, tmp_path: Path, case: str) -> tuple[Path, str]:  # type: ign
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_bundle_is_one_usage_error(pki, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_bundle_is_one_usage_error(pki, tmp_path: Path, case: str) -> None:
     path, says = _write_bad(pki, tmp_path, case)
     with pytest.raises(UsageError) as err:
         ProvisionOptions(ca_bundle=path)
@@ -121,7 +121,7 @@ def test_a_directory_is_not_a_bundle(tmp_path: Path) -> None:
         ProvisionOptions(ca_bundle=tmp_path)
 
 
-def test_a_valid_multi_cert_bundle_is_accepted_and_travels_as_a_file(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_valid_multi_cert_bundle_is_accepted_and_travels_as_a_file(pki, tmp_path: Path) -> None:
     # Text outside the PEM blocks is kept as it is (bundles carry `# Subject` comments), and even
     # text that looks like a heredoc delimiter plus a command stays inert: the bundle is never in
     # a script, only its sha256 and the fixed path it is read from.
@@ -158,7 +158,7 @@ def _one_line(proc: subprocess.CompletedProcess[str], says: str) -> None:
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_cli_refuses_a_bad_bundle_before_connecting(pki, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_cli_refuses_a_bad_bundle_before_connecting(pki, tmp_path: Path, case: str) -> None:
     path, says = _write_bad(pki, tmp_path, case)
     env = {"DLENV_STATE_DIR": str(tmp_path / "st ate"), "DLENV_CONFIG_DIR": str(tmp_path / "cfg")}
     proc = _dlenv(
@@ -171,7 +171,7 @@ def test_cli_refuses_a_bad_bundle_before_connecting(pki, tmp_path: Path, case: s
 
 
 @pytest.mark.parametrize("case", ["garbage", "der", "cert-and-key", "too-large"])
-def test_every_command_taking_a_bundle_refuses_it_first(pki, tmp_path: Path, case: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_command_taking_a_bundle_refuses_it_first(pki, tmp_path: Path, case: str) -> None:
     """build (no engine needed), ami script (writes nothing), up / ami bake (no AWS call)."""
     path, says = _write_bad(pki, tmp_path, case)
     env = {
@@ -192,7 +192,7 @@ def test_every_command_taking_a_bundle_refuses_it_first(pki, tmp_path: Path, cas
     _one_line(_dlenv("ami", "bake", "--yes", "--ca-bundle", str(path), env=env), says)
 
 
-def test_ami_script_ships_the_bundle_as_a_file(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ami_script_ships_the_bundle_as_a_file(pki, tmp_path: Path) -> None:
     bundle = pki.bundle(tmp_path / "corp.pem", "corp root")
     env = {"DLENV_STATE_DIR": str(tmp_path / "state"), "DLENV_CONFIG_DIR": str(tmp_path / "cfg")}
     out = tmp_path / "ami-out"
@@ -205,7 +205,7 @@ def test_ami_script_ships_the_bundle_as_a_file(pki, tmp_path: Path) -> None:  # 
     assert "END CERTIFICATE" not in script
 
 
-def test_ca_step_installs_the_uploaded_file_under_bash(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ca_step_installs_the_uploaded_file_under_bash(pki, tmp_path: Path) -> None:
     """The rendered apply and check, run by real bash against a fake root (paths rewritten).
 
     Proves the step copies exactly the uploaded bytes, refuses a tampered upload, and that the
@@ -257,7 +257,7 @@ def test_ca_step_installs_the_uploaded_file_under_bash(pki, tmp_path: Path) -> N
 @pytest.mark.docker
 @pytest.mark.hosts
 @pytest.mark.slow
-def test_bundle_is_uploaded_installed_and_replaced_on_a_real_host(host_pool, tmp_path, pki) -> None:  # type: ignore[no-untyped-def]
+def test_bundle_is_uploaded_installed_and_replaced_on_a_real_host(host_pool, tmp_path, pki) -> None:
     """Over real SSH: the bundle arrives as a file, the step installs exactly it, a re-run
     applies nothing, and a different bundle (same path) is uploaded and applied again."""
     host = host_pool()
@@ -289,7 +289,7 @@ def test_bundle_is_uploaded_installed_and_replaced_on_a_real_host(host_pool, tmp
     assert installed == read_ca_bundle(second)
 
 
-def test_image_build_context_ships_the_bundle_as_a_file(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_image_build_context_ships_the_bundle_as_a_file(pki, tmp_path: Path) -> None:
     from dlenv.containers.context import assemble
 
     bundle = pki.bundle(tmp_path / "corp.pem", "corp root")
@@ -300,7 +300,7 @@ def test_image_build_context_ships_the_bundle_as_a_file(pki, tmp_path: Path) -> 
     assert all("END CERTIFICATE" not in script for script in ctx.scripts.values())
 
 
-def test_prepare_sh_moves_the_shipped_bundle_or_refuses_without_it(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_prepare_sh_moves_the_shipped_bundle_or_refuses_without_it(pki, tmp_path: Path) -> None:
     """ami/prepare.sh (Packer's step 2) against a fake python.root: the bundle is moved where
     provision.sh reads it; a directory that lost uploads/ is refused with one line."""
     from dlenv.paths import data_dir
@@ -338,7 +338,7 @@ def test_prepare_sh_moves_the_shipped_bundle_or_refuses_without_it(pki, tmp_path
     assert (root / "uploads" / "dlenv-extra-ca.crt").read_text() == read_ca_bundle(bundle)
 
 
-def test_the_ansible_role_refuses_what_dlenv_refuses(pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_ansible_role_refuses_what_dlenv_refuses(pki, tmp_path: Path) -> None:
     """ansible/roles/ca_bundle checks the bundle first, with the same verdicts for the cases
     Ansible's filters can tell (runs the role's first task alone, on localhost, in a child)."""
     import yaml
@@ -347,7 +347,9 @@ def test_the_ansible_role_refuses_what_dlenv_refuses(pki, tmp_path: Path) -> Non
 
     playbook_bin = Path(sys.executable).parent / "ansible-playbook"
     if not playbook_bin.exists():
-        pytest.skip("ansible-playbook is not installed (the `test` extra has it)")
+        pytest.fail(
+            "ansible-playbook is not installed: run scripts/test (it installs the `test` extra)"
+        )
     tasks = yaml.safe_load((data_dir() / "ansible/roles/ca_bundle/tasks/main.yml").read_text())
     check = tasks[0]["block"][0]
     assert check["ansible.builtin.assert"], "the role's first task is the bundle check"

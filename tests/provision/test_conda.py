@@ -69,13 +69,13 @@ class _Server:
         self.httpd.shutdown()
 
 
-def _gateway(host) -> str:  # type: ignore[no-untyped-def]
+def _gateway(host) -> str:
     """The address the host container reaches this machine at (its default route)."""
     route = host.exec("ip route show default").stdout.split()
     return route[route.index("via") + 1]
 
 
-def _stack_with(tmp: Path, name: str, url: str, sha: str):  # type: ignore[no-untyped-def]
+def _stack_with(tmp: Path, name: str, url: str, sha: str):
     stack = load_stack()
     dist = stack.conda_dist("miniforge")
     text = (
@@ -89,7 +89,7 @@ def _stack_with(tmp: Path, name: str, url: str, sha: str):  # type: ignore[no-un
     return load_stack(path)
 
 
-def test_conda_download_checksum_install_and_local_installer(host_pool, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_conda_download_checksum_install_and_local_installer(host_pool, tmp_path) -> None:
     host = host_pool()
     files = tmp_path / "srv"
     files.mkdir()

@@ -87,7 +87,7 @@ chmod 755 /usr/local/bin/uname
 """
 
 
-def _sh(host, script: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def _sh(host, script: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["docker", "exec", "-i", host.container, "bash", "-s"],
         input=script,
@@ -107,20 +107,20 @@ def _apply_script() -> str:
     return f"{stepset.prelude}\n{overrides}bash -eo pipefail -c {shlex.quote(apply)}\n"
 
 
-def _version(host, pkg: str) -> str:  # type: ignore[no-untyped-def]
+def _version(host, pkg: str) -> str:
     out = host.exec(f"dpkg-query -W -f='${{Status}} ${{Version}}' {pkg} 2>/dev/null || true")
     return out.stdout.replace("install ok installed ", "").strip()
 
 
 @pytest.fixture
-def debian_host(host_pool):  # type: ignore[no-untyped-def]
+def debian_host(host_pool):
     host = host_pool()
     setup = _sh(host, f"KERNEL={KERNEL}\n{REPO_SETUP}")
     assert setup.returncode == 0, setup.stdout + setup.stderr
     return host
 
 
-def test_the_pin_in_its_own_apt_call_makes_apt_pick_the_pinned_branch(debian_host) -> None:  # type: ignore[no-untyped-def]
+def test_the_pin_in_its_own_apt_call_makes_apt_pick_the_pinned_branch(debian_host) -> None:
     # what the step did before (pin and driver in one call) resolves the newest branch
     one_call = _sh(
         debian_host,
@@ -135,7 +135,7 @@ def test_the_pin_in_its_own_apt_call_makes_apt_pick_the_pinned_branch(debian_hos
     assert _version(debian_host, "nvidia-persistenced") == "580.95.05-1"
 
 
-def test_a_rerun_on_a_newer_branch_moves_to_the_pinned_one(debian_host) -> None:  # type: ignore[no-untyped-def]
+def test_a_rerun_on_a_newer_branch_moves_to_the_pinned_one(debian_host) -> None:
     newer = _sh(debian_host, "apt-get install -y -qq nvidia-open")  # before any pin: 590
     assert newer.returncode == 0, newer.stderr
     assert _version(debian_host, "nvidia-open") == "590.48.01-1"
@@ -147,7 +147,7 @@ def test_a_rerun_on_a_newer_branch_moves_to_the_pinned_one(debian_host) -> None:
 
 
 def test_headers_gone_from_the_archive_install_the_cloud_kernel_and_ask_for_a_reboot(
-    debian_host,  # type: ignore[no-untyped-def]
+    debian_host,
 ) -> None:
     old = debian_host.exec(
         f'printf \'#!/bin/sh\\ncase "$1" in -r) echo {OLD_KERNEL} ;; *) exec /bin/uname "$@" ;; esac\\n\''

@@ -30,7 +30,7 @@ CPU_HOST = HostFacts(os=OsInfo("ubuntu", "24.04"), kernel="6.8.0-1015-aws", user
 GPU_HOST = replace(CPU_HOST, nvidia_pci=("0000:00:1e.0 0302: 10de:1eb8",))
 
 
-def step(options: ProvisionOptions, facts: HostFacts | None = CPU_HOST):  # type: ignore[no-untyped-def]
+def step(options: ProvisionOptions, facts: HostFacts | None = CPU_HOST):
     stepset = build_steps(STACK, options, facts)
     return {s.name: s for s in stepset.steps}["frameworks"], stepset.context
 
@@ -121,7 +121,7 @@ def test_the_same_frameworks_in_any_order_are_the_same_step() -> None:
     assert a.digest == b.digest != c.digest
 
 
-def test_unknown_names_are_one_line_listing_the_allowed_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_names_are_one_line_listing_the_allowed_ones(tmp_path) -> None:
     with pytest.raises(UsageError) as err:
         ProvisionOptions(frameworks=("jax", "pytorch"))
     assert str(err.value) == "--frameworks: unknown framework 'pytorch'"
@@ -143,7 +143,7 @@ def test_unknown_names_are_one_line_listing_the_allowed_ones(tmp_path) -> None: 
     assert not (tmp_path / "ctx").exists()
 
 
-def test_dlenv_toml_and_the_environment_set_them(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_dlenv_toml_and_the_environment_set_them(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("DLENV_CONFIG_DIR", str(tmp_path / "user"))
     (tmp_path / "user").mkdir()
     monkeypatch.chdir(tmp_path)
@@ -162,7 +162,7 @@ def test_the_rendered_script_is_valid_bash() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_an_image_build_bakes_them_in_a_layer_of_its_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_image_build_bakes_them_in_a_layer_of_its_own(tmp_path) -> None:
     from dlenv.containers.build import BuildRequest, image_tags, write_context
 
     plain_ctx, _ = write_context(BuildRequest(device="cpu"), tmp_path / "plain")

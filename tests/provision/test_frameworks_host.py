@@ -9,7 +9,6 @@ same SSH forward dlenv uses), the Lab lists it, and a rerun finds nothing to do.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -17,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from harness.ports import free_port
+
 pytestmark = [pytest.mark.docker, pytest.mark.hosts, pytest.mark.slow]
 STEPS = "base-packages,python-env,jupyterlab,frameworks"
 TOKEN = "f" * 48
 
 
-def dlenv(host, state: Path, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def dlenv(host, state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {"DLENV_STATE_DIR": str(state), "PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
     argv = ["provision", "--host", host.spec, "-i", str(host.key), "--python", "uv"]
     return subprocess.run(
@@ -34,15 +35,9 @@ def dlenv(host, state: Path, *args: str) -> subprocess.CompletedProcess[str]:  #
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_provision_frameworks_jax_kernel_runs_code_and_a_rerun_finds_nothing(
     host_pool, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import requests
 
     from dlenv.ssh.session import SshHost
@@ -75,7 +70,7 @@ def test_provision_frameworks_jax_kernel_runs_code_and_a_rerun_finds_nothing(
     )
     with SshHost(host.target()) as h:
         h.connect()  # first, so the port picked next cannot become this connection's own
-        local_port = _free_port()
+        local_port = free_port()
         with h.forward_local(local_port, port):
             base = f"http://127.0.0.1:{local_port}"
             auth = {"Authorization": f"token {TOKEN}"}

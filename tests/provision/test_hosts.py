@@ -59,7 +59,7 @@ def docker_diff(container: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def hosts(host_pool):  # type: ignore[no-untyped-def]
+def hosts(host_pool):
     from harness import UNSUPPORTED_IMAGE
 
     return {"a": host_pool(), "b": host_pool(), "c": host_pool(UNSUPPORTED_IMAGE)}
@@ -67,7 +67,7 @@ def hosts(host_pool):  # type: ignore[no-untyped-def]
 
 def test_plan_on_a_fresh_host_lists_every_step_and_changes_nothing(
     hosts, wheelhouse, capsys
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     a = hosts["a"]
     with SshHost(
         a.target()
@@ -97,7 +97,7 @@ def test_plan_on_a_fresh_host_lists_every_step_and_changes_nothing(
     assert a.exec("test -e /opt/dlenv || test -e /var/lib/dlenv").returncode == 1
 
 
-def test_unknown_host_key_is_refused_unless_trusted(hosts, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_host_key_is_refused_unless_trusted(hosts, tmp_path) -> None:
     a = hosts["a"]
     empty = tmp_path / "known_hosts"
     [res] = provision([a.target().with_(known_hosts=empty)], opts(None), term(), plan_only=True)
@@ -130,7 +130,7 @@ def test_unknown_host_key_is_refused_unless_trusted(hosts, tmp_path) -> None:  #
     assert not res.ok and "HOST KEY CHANGED" in res.error.message
 
 
-def test_a_connection_killed_mid_step_resumes_on_rerun(hosts, wheelhouse) -> None:  # type: ignore[no-untyped-def]
+def test_a_connection_killed_mid_step_resumes_on_rerun(hosts, wheelhouse) -> None:
     b = hosts["b"]
     killed = threading.Event()
 
@@ -161,7 +161,7 @@ def test_a_connection_killed_mid_step_resumes_on_rerun(hosts, wheelhouse) -> Non
     assert sorted(b.exec("ls /var/lib/dlenv/steps").stdout.split()) == sorted(ALL_STEPS)
 
 
-def test_two_hosts_in_parallel_and_an_unsupported_one(hosts, wheelhouse) -> None:  # type: ignore[no-untyped-def]
+def test_two_hosts_in_parallel_and_an_unsupported_one(hosts, wheelhouse) -> None:
     a, b, c = hosts["a"], hosts["b"], hosts["c"]
     start = time.monotonic()
     results = provision([a.target(), b.target(), c.target()], opts(wheelhouse), term())
@@ -184,14 +184,14 @@ def test_two_hosts_in_parallel_and_an_unsupported_one(hosts, wheelhouse) -> None
     )
 
 
-def _token(host) -> str:  # type: ignore[no-untyped-def]
+def _token(host) -> str:
     from dlenv.provision.jupyter import fetch_token
 
     with SshHost(host.target()) as h:  # as dlenv fetches it: the login user reads its 0600 file
         return fetch_token(h)
 
 
-def test_jupyter_service_from_outside(hosts) -> None:  # type: ignore[no-untyped-def]
+def test_jupyter_service_from_outside(hosts) -> None:
     import requests
 
     a = hosts["a"]
@@ -234,7 +234,7 @@ def test_jupyter_service_from_outside(hosts) -> None:  # type: ignore[no-untyped
     assert out.strip() == "torch 2.13.0+cpu 2.0"
 
 
-def test_jupyter_restarts_on_failure(hosts) -> None:  # type: ignore[no-untyped-def]
+def test_jupyter_restarts_on_failure(hosts) -> None:
     a = hosts["a"]
     pid = a.exec("systemctl show -p MainPID --value dlenv-jupyter").stdout.strip()
     a.exec("systemctl kill -s KILL dlenv-jupyter")
@@ -248,7 +248,7 @@ def test_jupyter_restarts_on_failure(hosts) -> None:  # type: ignore[no-untyped-
         pytest.fail("JupyterLab did not come back after being killed")
 
 
-def test_idle_autostop_timer_and_its_logic(hosts) -> None:  # type: ignore[no-untyped-def]
+def test_idle_autostop_timer_and_its_logic(hosts) -> None:
     a = hosts["a"]
     assert a.exec("systemctl is-enabled dlenv-idle.timer").stdout.strip() == "enabled"
     assert a.exec("systemctl is-active dlenv-idle.timer").stdout.strip() == "active"
@@ -265,7 +265,7 @@ def test_idle_autostop_timer_and_its_logic(hosts) -> None:  # type: ignore[no-un
     assert "busy: ssh command running (dlenv)" in out, out
 
 
-def test_smoke_test_is_installed_and_runnable(hosts) -> None:  # type: ignore[no-untyped-def]
+def test_smoke_test_is_installed_and_runnable(hosts) -> None:
     a = hosts["a"]
     res = a.exec(
         "/opt/dlenv/env/bin/python -c 'import dlenv_smoke, sys; print(dlenv_smoke.__file__)'",
@@ -284,7 +284,7 @@ STARTER_NOTEBOOKS = [
 ]
 
 
-def test_starter_notebooks_are_seeded_and_run_in_the_labs_kernel(hosts, wheelhouse) -> None:  # type: ignore[no-untyped-def]
+def test_starter_notebooks_are_seeded_and_run_in_the_labs_kernel(hosts, wheelhouse) -> None:
     """The Lab service's start seeded the login user's ~/work/examples; each notebook runs through
     the kernel the Lab offers (nbclient, its kernelspec and environment), as that user."""
     a = hosts["a"]
@@ -321,7 +321,7 @@ def test_starter_notebooks_are_seeded_and_run_in_the_labs_kernel(hosts, wheelhou
     )
 
 
-def test_rerun_on_a_finished_host_applies_nothing(hosts, wheelhouse) -> None:  # type: ignore[no-untyped-def]
+def test_rerun_on_a_finished_host_applies_nothing(hosts, wheelhouse) -> None:
     a = hosts["a"]
     start = time.monotonic()
     [res] = provision([a.target()], opts(wheelhouse), term())
@@ -332,7 +332,7 @@ def test_rerun_on_a_finished_host_applies_nothing(hosts, wheelhouse) -> None:  #
     assert took < 60
 
 
-def test_cli_errors_for_unsupported_os_and_plan_table(hosts, isolated_state) -> None:  # type: ignore[no-untyped-def]
+def test_cli_errors_for_unsupported_os_and_plan_table(hosts, isolated_state) -> None:
     a, c = hosts["a"], hosts["c"]
     (isolated_state / "known_hosts").write_text(
         a.known_hosts.read_text() + c.known_hosts.read_text()
@@ -429,7 +429,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_proxy_command_is_honoured(hosts) -> None:  # type: ignore[no-untyped-def]
+def test_proxy_command_is_honoured(hosts) -> None:
     a = hosts["a"]
     relay = Path(__file__).resolve().parents[1] / "harness" / "stdio_relay.py"
     flag = f"/tmp/relay-used-{uuid.uuid4().hex[:6]}"
@@ -441,7 +441,7 @@ def test_proxy_command_is_honoured(hosts) -> None:  # type: ignore[no-untyped-de
     Path(flag).unlink()
 
 
-def test_provision_environment_api_for_dlenv_up(hosts, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_provision_environment_api_for_dlenv_up(hosts, capsys) -> None:
     from dlenv.config import Settings
     from dlenv.provision.runner import provision_environment
 

@@ -37,7 +37,7 @@ echo "Cuda compilation tools, release 13.0, V13.0.88"
 """
 
 
-def _image_like(host, driver: str) -> None:  # type: ignore[no-untyped-def]
+def _image_like(host, driver: str) -> None:
     script = (
         f"cat > /usr/local/bin/nvidia-smi <<'EOF'\n{NVIDIA_SMI.replace('VERSION', driver)}EOF\n"
         "mkdir -p /usr/local/cuda-13.0/bin\n"
@@ -47,7 +47,7 @@ def _image_like(host, driver: str) -> None:  # type: ignore[no-untyped-def]
     host.exec(script, check=True)
 
 
-def _provision(host, plan_only: bool = False):  # type: ignore[no-untyped-def]
+def _provision(host, plan_only: bool = False):
     [res] = runner.provision(
         [host.target()],
         ProvisionOptions(python="uv", only=GPU_STEPS),
@@ -57,7 +57,7 @@ def _provision(host, plan_only: bool = False):  # type: ignore[no-untyped-def]
     return res
 
 
-def test_a_working_driver_and_cuda_are_kept(host_pool) -> None:  # type: ignore[no-untyped-def]
+def test_a_working_driver_and_cuda_are_kept(host_pool) -> None:
     host = host_pool()
     _image_like(host, "580.95.05")
     plan = _provision(host, plan_only=True)
@@ -89,7 +89,7 @@ def test_a_working_driver_and_cuda_are_kept(host_pool) -> None:  # type: ignore[
     assert host.exec("cat /var/lib/fake-nvidia/persistence").stdout.strip() == "Enabled"
 
 
-def test_another_branch_installed_outside_apt_is_not_overwritten(host_pool) -> None:  # type: ignore[no-untyped-def]
+def test_another_branch_installed_outside_apt_is_not_overwritten(host_pool) -> None:
     host = host_pool()
     _image_like(host, "570.172.08")
     res = _provision(host)

@@ -32,11 +32,11 @@ PROBE = Step(
 )
 
 
-def test_reboot_is_handled_by_reconnecting(host_pool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_reboot_is_handled_by_reconnecting(host_pool, monkeypatch) -> None:
     host = host_pool(rebootable=True)
     real = runner.build_steps
 
-    def only_the_probe(stack, options, facts):  # type: ignore[no-untyped-def]
+    def only_the_probe(stack, options, facts):
         stepset = real(stack, options, facts)
         return StepSet(stepset.prelude, (PROBE,), stepset.fingerprint)
 
@@ -67,7 +67,7 @@ def _started_at(container: str) -> str:
     ).stdout.strip()
 
 
-def test_a_tool_exiting_100_is_a_failure_not_a_reboot(host_pool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_tool_exiting_100_is_a_failure_not_a_reboot(host_pool, monkeypatch) -> None:
     """apt-get exits 100 on errors: that must fail the step, never trigger a reboot."""
     host = host_pool(rebootable=True)
     real = runner.build_steps
@@ -75,7 +75,7 @@ def test_a_tool_exiting_100_is_a_failure_not_a_reboot(host_pool, monkeypatch) ->
         name="apt-like", summary="fails like apt-get", check="false\n", apply="exit 100\n"
     )
 
-    def only_apt_like(stack, options, facts):  # type: ignore[no-untyped-def]
+    def only_apt_like(stack, options, facts):
         stepset = real(stack, options, facts)
         return StepSet(stepset.prelude, (apt_like,), stepset.fingerprint)
 

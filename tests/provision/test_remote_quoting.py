@@ -25,8 +25,7 @@ from dlenv.provision.options import ProvisionOptions, check_upload_name
 from dlenv.provision.osinfo import HostFacts, OsInfo
 from dlenv.provision.runner import sync_files
 from dlenv.provision.steps import build_steps
-from dlenv.remote.base import CommandResult
-from dlenv.remote.local import run_process
+from dlenv.remote.base import CommandResult, LineSink
 from dlenv.ssh.command import chain, join, quote
 
 CANARY = "CANARY"
@@ -82,6 +81,30 @@ def _no_canary(where: Path) -> None:
     assert not made, f"a value escaped its quoting: {made}"
 
 
+def run_process(
+    argv: list[str],
+    shown: str,
+    *,
+    stdin: str | None,
+    on_line: LineSink | None,
+    timeout: float | None,
+) -> CommandResult:
+    """Run argv with merged output, feeding each line to `on_line` as `SshHost.run` does."""
+    proc = subprocess.run(
+        argv,
+        input=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+    )
+    for line in proc.stdout.splitlines():
+        if on_line:
+            on_line(line)
+    return CommandResult(shown, proc.returncode, proc.stdout)
+
+
 class BashHost:
     """A `Host` whose commands run under local bash (sudo = the same shell) and puts are copies."""
 
@@ -92,7 +115,7 @@ class BashHost:
         self.commands: list[str] = []
         self.puts: list[str] = []
 
-    def run(self, command: str, *, stdin=None, on_line=None, timeout=None) -> CommandResult:  # type: ignore[no-untyped-def]
+    def run(self, command: str, *, stdin=None, on_line=None, timeout=None) -> CommandResult:
         self.commands.append(command)
         prelude = f"cd {quote(str(self.cwd))} && reboot() {{ touch {CANARY}; }}; "
         return run_process(

@@ -46,7 +46,7 @@ def test_vm_script_detects_the_gpu_at_run_time() -> None:
     assert script.count('dlenv_log "no NVIDIA GPU: skipping driver/CUDA"') == 2
     assert 'case "$ID-$VERSION_ID" in' in script  # the driver step dispatches per OS at run time
     for step in STEP_NAMES:
-        if step not in {"ca-bundle", "user-packages", "frameworks"}:  # only run when asked for
+        if step not in {"ca-bundle", "user-packages", "frameworks", "efa"}:  # only when asked for
             assert f"# ---- step: {step} " in script
     cpu = render_script(load_stack(), ProvisionOptions(python="conda", profile="vm", cpu=True))
     assert "# ---- step: nvidia-driver" not in cpu and "skipped (--cpu)" in cpu
@@ -59,7 +59,7 @@ def test_runner_and_script_share_the_step_bodies() -> None:
         assert step.apply.strip() in script and step.check.strip() in script
 
 
-def test_ca_bundle_and_wheelhouse_options(tmp_path: Path, pki) -> None:  # type: ignore[no-untyped-def]
+def test_ca_bundle_and_wheelhouse_options(tmp_path: Path, pki) -> None:
     pem = pki.bundle(tmp_path / "corp.pem", "corp root", "corp issuing")
     opts = ProvisionOptions(python="uv", profile="container", ca_bundle=pem, wheelhouse=tmp_path)
     script = render_script(load_stack(), opts)

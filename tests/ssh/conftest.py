@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,18 +75,4 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     return h
 
 
-@pytest.fixture(scope="session")
-def host_images() -> None:
-    from harness import ensure_images, require_engine
-
-    require_engine()
-    ensure_images()
-
-
-@pytest.fixture
-def host(host_images: None, tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    from harness import start_host
-
-    h = start_host(work=tmp_path)
-    yield h
-    h.stop()
+# host_images, host: tests/conftest.py

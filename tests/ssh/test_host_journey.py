@@ -18,7 +18,7 @@ import requests
 pytestmark = [pytest.mark.docker, pytest.mark.hosts, pytest.mark.slow]
 
 
-def test_provision_jupyter_smoke_ssh_on_one_host(home, host) -> None:  # type: ignore[no-untyped-def]
+def test_provision_jupyter_smoke_ssh_on_one_host(home, host) -> None:
     from docker_support import find_wheelhouse
 
     started = time.monotonic()
@@ -79,7 +79,7 @@ def test_provision_jupyter_smoke_ssh_on_one_host(home, host) -> None:  # type: i
     print(f"journey: {time.monotonic() - started:.0f}s")
 
 
-def test_a_changed_host_key_stops_every_path(home, host) -> None:  # type: ignore[no-untyped-def]
+def test_a_changed_host_key_stops_every_path(home, host) -> None:
     """A key recorded for the address that the box no longer has: refused by paramiko and
     OpenSSH paths alike, even with --trust-new-host-key."""
     fake = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ9NUxqPZu5a7bMkJ0W2GQFEu0S0Rk0oQZ0J6n9Z7l2V"
@@ -94,7 +94,7 @@ def test_a_changed_host_key_stops_every_path(home, host) -> None:  # type: ignor
     assert (home.state / "known_hosts").read_text().split()[1:] == fake.split()
 
 
-def _on_a_terminal(home, args: list[str], answer: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+def _on_a_terminal(home, args: list[str], answer: str) -> tuple[int, str]:
     """Run the CLI with stdin and stderr on a pseudo-terminal; answer the host-key question."""
     import os
     import pty
@@ -134,7 +134,7 @@ def _on_a_terminal(home, args: list[str], answer: str) -> tuple[int, str]:  # ty
     return code, seen.decode(errors="replace")
 
 
-def test_an_unknown_key_on_a_terminal_is_shown_and_asked(home, host) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_key_on_a_terminal_is_shown_and_asked(home, host) -> None:
     args = ["ssh", "--host", host.spec, "-i", str(host.key), "--", "true"]
     code, out = _on_a_terminal(home, args, "no")
     assert "SHA256:" in out and "Are you sure you want to continue connecting" in out, out

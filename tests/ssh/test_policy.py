@@ -36,7 +36,7 @@ def stores(tmp_path: Path) -> tuple[SshTarget, Path, Path]:
 
 def test_a_key_in_the_users_hashed_known_hosts_is_accepted_and_never_written(
     tmp_path: Path, stores
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     target, dlenv_kh, user_kh = stores
     keytype, blob = new_key(tmp_path, "host")
     user_kh.write_text(f"other.example {keytype} {new_key(tmp_path, 'o')[1]}\n")
@@ -55,7 +55,7 @@ def test_a_key_in_the_users_hashed_known_hosts_is_accepted_and_never_written(
     assert not dlenv_kh.exists()
 
 
-def test_unknown_without_a_terminal_is_refused_with_the_hint(tmp_path: Path, stores) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_without_a_terminal_is_refused_with_the_hint(tmp_path: Path, stores) -> None:
     target, dlenv_kh, _ = stores
     keytype, blob = new_key(tmp_path, "host")
     with pytest.raises(HostKeyUnknownError) as err:
@@ -65,7 +65,7 @@ def test_unknown_without_a_terminal_is_refused_with_the_hint(tmp_path: Path, sto
     assert not dlenv_kh.exists()
 
 
-def test_trust_new_records_in_dlenvs_store_and_says_so(tmp_path: Path, stores) -> None:  # type: ignore[no-untyped-def]
+def test_trust_new_records_in_dlenvs_store_and_says_so(tmp_path: Path, stores) -> None:
     target, dlenv_kh, user_kh = stores
     keytype, blob = new_key(tmp_path, "host")
     said: list[str] = []
@@ -82,7 +82,7 @@ def test_trust_new_records_in_dlenvs_store_and_says_so(tmp_path: Path, stores) -
 
 
 @pytest.mark.parametrize("answer", [True, False])
-def test_on_a_terminal_the_fingerprint_is_shown_and_asked(tmp_path: Path, stores, answer) -> None:  # type: ignore[no-untyped-def]
+def test_on_a_terminal_the_fingerprint_is_shown_and_asked(tmp_path: Path, stores, answer) -> None:
     target, dlenv_kh, _ = stores
     keytype, blob = new_key(tmp_path, "host")
     asked: list[tuple[str, str]] = []
@@ -113,7 +113,7 @@ def test_an_environment_is_never_asked(tmp_path: Path) -> None:
 
 def test_a_corrupt_dlenv_known_hosts_is_one_line_but_removal_still_works(
     tmp_path: Path, stores
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     target, dlenv_kh, _ = stores
     keytype, blob = new_key(tmp_path, "host")
     dlenv_kh.write_text(f"dlenv-box {keytype} {blob}\ngarbage-without-a-key\n")

@@ -121,7 +121,7 @@ def test_a_host_flag_target_checks_both_stores(odd_state: Path, tmp_path: Path) 
     ],
     ids=["tag-user-newline", "ssh-user-space", "host-newline", "proxy-newline", "quote", "bslash"],
 )
-def test_hostile_values_are_refused_and_nothing_is_written(odd_state: Path, make) -> None:  # type: ignore[no-untyped-def]
+def test_hostile_values_are_refused_and_nothing_is_written(odd_state: Path, make) -> None:
     user_config = Path(os.environ["DLENV_USER_SSH_CONFIG"])
     with pytest.raises(UsageError) as err:
         config.write_entry("box", make(odd_state))
@@ -189,7 +189,7 @@ def test_parallel_writers_lose_no_entry(odd_state: Path) -> None:
 
 
 @pytest.mark.docker
-def test_real_login_through_a_state_dir_with_a_space(host, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_real_login_through_a_state_dir_with_a_space(host, tmp_path: Path, monkeypatch) -> None:
     home = tmp_path / "home"
     state = home / "Library" / "Application Support" / "dlenv"
     state.mkdir(parents=True, mode=0o700)

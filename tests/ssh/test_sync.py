@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.hosts]
 MARKER = "/home/dlenv/.local/state/dlenv/synced-down"
 
 
-def test_sync_up_and_down_with_a_host(home, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sync_up_and_down_with_a_host(home, host, tmp_path) -> None:
     project = tmp_path / "my project"
     (project / "data").mkdir(parents=True)
     (project / "src").mkdir()
@@ -79,7 +79,7 @@ def test_sync_up_and_down_with_a_host(home, host, tmp_path) -> None:  # type: ig
     assert not (home.root / ".ssh" / "known_hosts").exists()
 
 
-def test_missing_rsync_on_the_host_is_one_line(home, host, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_rsync_on_the_host_is_one_line(home, host, tmp_path) -> None:
     host.exec("mv /usr/bin/rsync /usr/bin/rsync.away", check=True)
     res = home.dlenv(
         "sync", "--host", host.spec, "-i", str(host.key), str(tmp_path), "--up",

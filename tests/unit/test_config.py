@@ -215,7 +215,7 @@ def test_toml_types_are_not_silently_converted(dirs):
 
 def test_tag_values_are_checked_like_any_other_source():
     with pytest.raises(ConfigError, match="tag dlenv:python: python = 'pip;x' is not conda or uv"):
-        config._coerce("python", "pip;x", "tag dlenv:python")
+        config.coerce("python", "pip;x", "tag dlenv:python")
 
 
 # -- global flags and notices in the CLI's App ----------------------------------------------------

@@ -149,7 +149,7 @@ def wrapper(tmp_path: Path) -> Path:
     return path
 
 
-def run_wrapper(tmp_path: Path, home: Path, *args: str, **env: str):  # type: ignore[no-untyped-def]
+def run_wrapper(tmp_path: Path, home: Path, *args: str, **env: str):
     clean = {k: v for k, v in os.environ.items() if k != "DLENV_WORK_DIR"}
     return subprocess.run(
         [str(wrapper(tmp_path)), *args],

@@ -25,12 +25,12 @@ from dlenv import sync
         ("", None, []),
     ],
 )
-def test_progress_degrades_with_the_local_rsync(banner, version, progress) -> None:  # type: ignore[no-untyped-def]
+def test_progress_degrades_with_the_local_rsync(banner, version, progress) -> None:
     assert sync.parse_version(banner) == version
     assert sync.LocalRsync("rsync", version, banner).progress_args == progress
 
 
-def test_missing_local_rsync_is_one_line_naming_the_install(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_missing_local_rsync_is_one_line_naming_the_install(monkeypatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(sync.DlenvError) as caught:
         sync.local_rsync()

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "sync": "dlenv.cli.sync:sync",
     "keep-awake": "dlenv.cli.keep_awake:keep_awake",
     "budget": "dlenv.cli.budget:budget",
+    "run": "dlenv.cli.run:run",
 }
 
 
@@ -57,7 +58,7 @@ COMMANDS: dict[str, str] = {
 )
 @click.version_option(__version__, "-V", "--version", prog_name="dlenv")
 @click.pass_context
-def cli(ctx: click.Context, region: str | None, profile: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, /, region: str | None, profile: str | None, debug: bool) -> None:
     """dlenv: a GPU JupyterLab, proven by a real training job, in one command.
 
     \b

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from dlenv.cli.options import aws_options, setting_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.command("allow-ip")
@@ -17,7 +22,7 @@ from dlenv.cli.options import aws_options, setting_option
 )
 @aws_options
 @click.pass_obj
-def allow_ip(app, name: str, **flags) -> None:
+def allow_ip(app: App, /, name: str, **flags: Any) -> None:
     """Replace NAME's SSH ingress rule with your current public IP (/32) or --allow-cidr."""
     from dlenv.lifecycle import allow_ip as allow
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dlenv.cli.options import aws_options, json_option, setting_option, yes_option
 from dlenv.cli.provision import STACK_FLAGS, build_options, stack_options
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.group()
@@ -51,7 +54,7 @@ def ami() -> None:
 @json_option
 @aws_options
 @click.pass_obj
-def bake(app: Any, builder: str | None, yes: bool, as_json: bool, **flags: Any) -> None:
+def bake(app: App, /, builder: str | None, yes: bool, as_json: bool, **flags: Any) -> None:
     """Build an image: launch a builder, provision it, clean it, image it, remove the builder.
 
     The builder and its security group and key pair are removed whether the bake succeeds or
@@ -88,7 +91,7 @@ def bake(app: Any, builder: str | None, yes: bool, as_json: bool, **flags: Any) 
 @json_option
 @aws_options
 @click.pass_obj
-def list_images(app: Any, as_json: bool, **aws_flags: Any) -> None:
+def list_images(app: App, /, as_json: bool, **aws_flags: Any) -> None:
     """Baked images in the region: stack (current or old), base, Python, size, storage $/month."""
     from dlenv.cloud import images
     from dlenv.cloud.session import from_settings
@@ -98,7 +101,7 @@ def list_images(app: Any, as_json: bool, **aws_flags: Any) -> None:
     aws = from_settings(settings)
     baked = images.list_baked(aws)
     current = stack_fingerprint()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "image_id": b.image_id,
             "name": b.name,
@@ -151,7 +154,7 @@ def list_images(app: Any, as_json: bool, **aws_flags: Any) -> None:
 @yes_option
 @aws_options
 @click.pass_obj
-def rm(app: Any, image_ids: tuple[str, ...], yes: bool, **aws_flags: Any) -> None:
+def rm(app: App, /, image_ids: tuple[str, ...], yes: bool, **aws_flags: Any) -> None:
     """Deregister baked images and delete their snapshots (only images dlenv baked)."""
     from dlenv.cloud import images
     from dlenv.cloud.session import from_settings
@@ -189,7 +192,7 @@ def rm(app: Any, image_ids: tuple[str, ...], yes: bool, **aws_flags: Any) -> Non
 )  # fmt: skip
 @stack_options
 @click.pass_obj
-def script(app: Any, out: Path, user: str | None, **flags: Any) -> None:
+def script(app: App, /, out: Path, user: str | None, **flags: Any) -> None:
     """Write the bake's scripts (what Packer runs): provision.sh, then cleanup.sh (validated).
 
     \b

@@ -5,9 +5,14 @@ Only click is imported at module level (`dlenv --help` imports every command mod
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from dlenv.cli.options import aws_options
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.command("budget")
@@ -17,7 +22,8 @@ from dlenv.cli.options import aws_options
 @aws_options
 @click.pass_obj
 def budget(
-    app,
+    app: App,
+    /,
     name: str,
     usd: str | None,
     off: bool,

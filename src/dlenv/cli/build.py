@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 F = Callable[..., Any]
 
@@ -146,7 +149,8 @@ def build_request(
 @build_options
 @click.pass_obj
 def build(
-    app: Any,
+    app: App,
+    /,
     device: str,
     tag: str | None,
     context_dir: str | None,

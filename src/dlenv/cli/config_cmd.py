@@ -8,18 +8,21 @@ reach an instance (see `dlenv.config.NEEDS_TRUST`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dlenv.cli.options import aws_options, json_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.group("config", invoke_without_command=True)
 @json_option
 @aws_options
 @click.pass_context
-def config_cmd(ctx: click.Context, as_json: bool, **aws_flags: Any) -> None:
+def config_cmd(ctx: click.Context, /, as_json: bool, **aws_flags: Any) -> None:
     """Show every setting, its value and its source (default, dlenv.toml, env var, flag).
 
     \b
@@ -76,7 +79,7 @@ def _project_path(path: Path | None) -> Path:
 @config_cmd.command("trust")
 @click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_obj
-def trust(app: Any, path: Path | None) -> None:
+def trust(app: App, /, path: Path | None) -> None:
     """Trust PATH (default: the project dlenv.toml here) with every setting, as it is now.
 
     Its sha256 is recorded in your config dir: if the file changes, it is untrusted again until
@@ -95,7 +98,7 @@ def trust(app: Any, path: Path | None) -> None:
 @config_cmd.command("untrust")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 @click.pass_obj
-def untrust(app: Any, path: Path) -> None:
+def untrust(app: App, /, path: Path) -> None:
     """Forget that PATH is trusted: only its harmless preferences apply again."""
     from dlenv import config
 

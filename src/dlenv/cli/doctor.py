@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from dlenv.cli.options import aws_options, json_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.command()
@@ -12,7 +17,7 @@ from dlenv.cli.options import aws_options, json_option
 @json_option
 @aws_options
 @click.pass_obj
-def doctor(app, no_aws: bool, as_json: bool, **aws_flags) -> None:
+def doctor(app: App, /, no_aws: bool, as_json: bool, **aws_flags: Any) -> None:
     """Check that this machine and AWS account can run dlenv; exit 1 if anything fails."""
     from dlenv.doctor import run_checks
 

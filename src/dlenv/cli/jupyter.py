@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from dlenv.cli.options import aws_options, yes_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.command()
@@ -28,17 +33,18 @@ from dlenv.cli.options import aws_options, yes_option
 @aws_options
 @click.pass_obj
 def jupyter(
-    app,
-    name,
-    host,
-    identity,
-    port,
-    no_browser,
-    background,
-    stop,
-    trust_new_host_key,
-    yes,
-    **aws_flags,
+    app: App,
+    /,
+    name: str | None,
+    host: str | None,
+    identity: str | None,
+    port: int,
+    no_browser: bool,
+    background: bool,
+    stop: bool,
+    trust_new_host_key: bool,
+    yes: bool,
+    **aws_flags: Any,
 ) -> None:
     """Open an SSH tunnel to NAME's JupyterLab and print http://127.0.0.1:PORT/lab?token=...
 

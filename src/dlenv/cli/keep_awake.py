@@ -5,9 +5,14 @@ Only click is imported at module level (`dlenv --help` imports every command mod
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from dlenv.cli.options import aws_options, host_options
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.command("keep-awake")
@@ -18,7 +23,8 @@ from dlenv.cli.options import aws_options, host_options
 @aws_options
 @click.pass_obj
 def keep_awake(
-    app,
+    app: App,
+    /,
     name: str | None,
     duration: str | None,
     off: bool,

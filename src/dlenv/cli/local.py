@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from dlenv.cli.build import build_options, build_request, frameworks_of, user_files
 from dlenv.cli.options import json_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.group()
@@ -52,7 +55,8 @@ def local() -> None:
 @json_option
 @click.pass_obj
 def up(
-    app: Any,
+    app: App,
+    /,
     device: str | None,
     image: str | None,
     port: int | None,
@@ -175,7 +179,7 @@ def up(
 )
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting the work volume.")
 @click.pass_obj
-def down(app: Any, volumes: bool, yes: bool) -> None:
+def down(app: App, /, volumes: bool, yes: bool) -> None:
     """Stop and remove the notebook container (keeps the work volume unless --volumes)."""
     from dlenv.containers import engine, notebook
 
@@ -206,7 +210,7 @@ def down(app: Any, volumes: bool, yes: bool) -> None:
 @local.command()
 @json_option
 @click.pass_obj
-def status(app: Any, as_json: bool) -> None:
+def status(app: App, /, as_json: bool) -> None:
     """Show the local notebook (image, device, URL, health)."""
     from dlenv.containers import engine, notebook
 
@@ -236,7 +240,7 @@ def status(app: Any, as_json: bool) -> None:
 )
 @json_option
 @click.pass_obj
-def smoke_test(app: Any, quick: bool, device: str | None, as_json: bool) -> None:
+def smoke_test(app: App, /, quick: bool, device: str | None, as_json: bool) -> None:
     """Run the bundled training job inside the running notebook container.
 
     Exit code: 0 passed on GPU, 10 passed on CPU only (no GPU), 1 failed.

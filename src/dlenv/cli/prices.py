@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from dlenv.cli.options import aws_options, json_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.command()
@@ -23,7 +28,9 @@ from dlenv.cli.options import aws_options, json_option
 @json_option
 @aws_options
 @click.pass_obj
-def prices(app, refresh: bool, families: tuple[str, ...], as_json: bool, **aws_flags) -> None:
+def prices(
+    app: App, /, refresh: bool, families: tuple[str, ...], as_json: bool, **aws_flags: Any
+) -> None:
     """List GPU instance types: GPU, memory, compute capability, vCPUs, $/h, vCPU quota codes."""
     from dlenv.cloud import catalog
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dlenv.cli.options import aws_options, json_option, setting_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 def _csv(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
@@ -20,7 +24,7 @@ STACK_FLAGS = ("only", "skip", "conda_dist", "conda_installer", "wheelhouse", "c
 
 def stack_options(func: Any) -> Any:
     """What to install and how: shared by `dlenv provision` and `dlenv up`."""
-    decorators = [
+    decorators: list[Callable[[Any], Any]] = [
         click.option("--only", callback=_csv, metavar="STEP,...", help="Run only these steps."),
         click.option("--skip", callback=_csv, metavar="STEP,...", help="Leave these steps out."),
         setting_option(
@@ -139,7 +143,8 @@ def build_options(settings: Any, **flags: Any) -> Any:
 @aws_options
 @click.pass_obj
 def provision(
-    app: Any,
+    app: App,
+    /,
     name: str | None,
     hosts: tuple[str, ...],
     identity: str | None,
@@ -202,14 +207,7 @@ def provision(
     build_options(settings, **stack_flags)  # a bad file or flag fails before any host is contacted
     terminal = app.terminal
     if name:
-        try:
-            from dlenv.cloud import instances
-        except ImportError:
-            raise UsageError(
-                "provisioning an environment by name needs dlenv's EC2 support, "
-                "which this build lacks",
-                "use --host USER@HOST -i KEY",
-            ) from None
+        from dlenv.cloud import instances
         from dlenv.cloud.session import from_settings
         from dlenv.lifecycle import target_of_running, with_env_choices
         from dlenv.statefile import env_lock

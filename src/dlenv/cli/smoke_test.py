@@ -6,19 +6,36 @@ Only click is imported at module level (`dlenv --help` imports every command mod
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from dlenv.cli.options import aws_options, json_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.command("smoke-test")
 @click.argument("name", required=False)
 @click.option(
     "--host",
-    "host_spec",
+    "host_specs",
+    multiple=True,
     metavar="USER@HOST[:PORT]",
-    help="Run on any SSH box instead of a dlenv environment.",
+    help="Run on any SSH box instead of a dlenv environment (repeat with --nodes).",
+)
+@click.option(
+    "--nodes",
+    "nodes",
+    is_flag=True,
+    help="NAME is a cluster (or the --host boxes are one): all-reduce bandwidth and DDP "
+    "training across every node and GPU.",
+)
+@click.option(
+    "--rendezvous-addr",
+    metavar="ADDR",
+    help="--nodes: node 0's address as the nodes reach it (default: its private address).",
 )
 @click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
 @click.option(
@@ -59,9 +76,12 @@ from dlenv.cli.options import aws_options, json_option
 @aws_options
 @click.pass_obj
 def smoke_test(
-    app,
+    app: App,
+    /,
     name: str | None,
-    host_spec: str | None,
+    host_specs: tuple[str, ...],
+    nodes: bool,
+    rendezvous_addr: str | None,
     identity: str | None,
     trust_new_host_key: bool,
     local: bool,
@@ -82,9 +102,30 @@ def smoke_test(
     dlenv smoke-test mybox                 on an environment (over SSH)
     dlenv smoke-test --host ubuntu@10.0.0.5 -i key
     dlenv smoke-test --local --device cpu --json
+    dlenv smoke-test mycluster --nodes         across every node of a cluster (`up --nodes`)
+    dlenv smoke-test --host u@h1 --host u@h2 -i key --nodes
     """
     from dlenv import smoke
     from dlenv.errors import UsageError
+
+    if nodes:
+        _cluster(
+            app,
+            name,
+            host_specs,
+            identity,
+            trust_new_host_key,
+            rendezvous_addr,
+            device,
+            as_json,
+            region,
+            profile,
+        )
+    if len(host_specs) > 1:
+        raise UsageError("several --host boxes are a cluster", "add --nodes to test them as one")
+    if rendezvous_addr:
+        raise UsageError("--rendezvous-addr is for --nodes", "add --nodes, or leave it out")
+    host_spec = host_specs[0] if host_specs else None
 
     chosen = [
         what for what, given in (("NAME", name), ("--host", host_spec), ("--local", local)) if given
@@ -112,3 +153,41 @@ def smoke_test(
     # SystemExit, not ctx.exit: with standalone_mode=False click's main() *returns* an Exit's
     # code and run_cli currently drops it, which would turn a failed verdict into exit 0.
     sys.exit(smoke.run_local(args, python=python_path))
+
+
+def _cluster(
+    app: App,
+    name: str | None,
+    hosts: tuple[str, ...],
+    identity: str | None,
+    trust_new_host_key: bool,
+    rendezvous_addr: str | None,
+    device: str,
+    as_json: bool,
+    region: str | None,
+    profile: str | None,
+) -> None:
+    """`--nodes`: the cluster test (dlenv.ops.cluster_smoke); exits with its verdict."""
+    import json
+
+    from dlenv.ops import cluster_smoke
+    from dlenv.ops.nodes import resolve
+
+    settings = app.settings(region=region, profile=profile)
+    label, members = resolve(
+        name,
+        hosts,
+        settings,
+        identity=identity,
+        trust_new_host_key=trust_new_host_key,
+        rendezvous_addr=rendezvous_addr,
+        say=app.terminal.info,
+    )
+    network = cluster_smoke.network_of(settings, name) if name else None
+    app.terminal.info(f"cluster smoke test on {label}: {len(members)} node(s)")
+    outcome = cluster_smoke.smoke_test(members, device=device, network=network)
+    if as_json:
+        app.terminal.result(json.dumps(outcome, indent=2, sort_keys=True))
+    else:
+        app.terminal.result(cluster_smoke.render_text(outcome))
+    raise SystemExit(outcome["exit_code"])

@@ -3,9 +3,14 @@ verified settings (the same host-key trust model as every other dlenv connection
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from dlenv.cli.options import aws_options, host_options
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -15,13 +20,14 @@ from dlenv.cli.options import aws_options, host_options
 @aws_options
 @click.pass_obj
 def ssh(
-    app,
+    app: App,
+    /,
     name: str | None,
     command: tuple[str, ...],
     host: str | None,
     identity: str | None,
     trust_new_host_key: bool,
-    **aws_flags,
+    **aws_flags: Any,
 ) -> None:
     """Open a shell on NAME, or run COMMAND there (`dlenv ssh mybox -- nvidia-smi`).
 
@@ -53,6 +59,7 @@ def ssh(
         # ends with `-- HOST`: the command's words follow as they are
         args = [binary, *openssh.ssh_options(target, batch=bool(command)), *command]
     else:
+        assert name is not None  # exactly one of NAME and --host: checked above
         from dlenv.cloud.instances import ssh_target_for
         from dlenv.ssh import config
 

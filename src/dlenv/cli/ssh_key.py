@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from dlenv.cli.options import aws_options, json_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.group("ssh-key")
@@ -28,7 +31,7 @@ def ssh_key() -> None:
 @click.option("--force", is_flag=True, help="Replace a different key this machine holds for NAME.")
 @aws_options
 @click.pass_obj
-def import_key(app: Any, name: str, file: Path, force: bool, **aws_flags: Any) -> None:
+def import_key(app: App, /, name: str, file: Path, force: bool, **aws_flags: Any) -> None:
     """Use PRIVATE_KEY_FILE (OpenSSH or PEM, no passphrase) as NAME's key on this machine.
 
     It must be the key of EC2 key pair dlenv-NAME (compared with the public key EC2 holds);
@@ -54,7 +57,7 @@ def import_key(app: Any, name: str, file: Path, force: bool, **aws_flags: Any) -
 @ssh_key.command("path")
 @click.argument("name")
 @click.pass_obj
-def path(app: Any, name: str) -> None:
+def path(app: App, /, name: str) -> None:
     """Print where NAME's private key is on this machine (to copy it to another one)."""
     from dlenv.cloud.keys import private_key_path
     from dlenv.errors import NotFoundError
@@ -74,7 +77,7 @@ def path(app: Any, name: str) -> None:
 @json_option
 @aws_options
 @click.pass_obj
-def list_keys(app: Any, as_json: bool, **aws_flags: Any) -> None:
+def list_keys(app: App, /, as_json: bool, **aws_flags: Any) -> None:
     """dlenv keys on this machine and key pairs in EC2 (dlenv-*), and which side lacks one."""
     from dlenv.cloud import keys
     from dlenv.cloud.session import from_settings

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from dlenv.cli.options import aws_options, json_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
+    from dlenv.cloud.instances import Environment
+    from dlenv.cloud.session import Aws
+    from dlenv.config import Settings
+    from dlenv.terminal import Terminal
 
 
 def _duration(hours: float) -> str:
@@ -23,7 +32,7 @@ def _duration(hours: float) -> str:
 @json_option
 @aws_options
 @click.pass_obj
-def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -> None:
+def status(app: App, /, name: str | None, read_idle: bool, as_json: bool, **aws_flags: Any) -> None:
     """Show environments: type, GPU, state, IP, uptime, $/h, cost so far, budget, storage.
 
     \b
@@ -38,6 +47,10 @@ def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -
     settings = app.settings(**aws_flags)
     aws = from_settings(settings)
     envs = instances.list_environments(aws, name)
+    if name and not envs:  # NAME may be a cluster: its nodes are NAME-0 .. NAME-{N-1}
+        from dlenv.cloud.cluster import TAG_CLUSTER
+
+        envs = [e for e in instances.list_environments(aws) if e.tags.get(TAG_CLUSTER) == name]
     if name and not envs:
         from dlenv.errors import NotFoundError
 
@@ -48,7 +61,7 @@ def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -
     current = stack_fingerprint()
     disks = instances.volume_sizes(aws, [e.instance_id for e in envs if e.state != "terminated"])
     baked = [] if name else images.list_baked(aws)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for env in envs:
         try:
             itype = catalog.lookup(env.instance_type, aws.region_name)
@@ -65,7 +78,7 @@ def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -
                 "state": env.state,
                 "ip": env.public_ip,
                 "az": env.az,
-                "market": "spot" if env.spot else "on-demand",
+                "market": env.market,  # on-demand, spot-persistent or spot-one-time
                 "uptime_hours": round(hours, 3),
                 "price_per_hour": price,
                 "cost_so_far": round(hours * price, 2) if price is not None else None,
@@ -84,7 +97,7 @@ def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -
         idle_states = _idle_states(aws, [e for e in envs if e.state == "running"], settings)
         for row in rows:
             row["idle"] = idle_states.get(row["name"])
-    image_rows = [
+    image_rows: list[dict[str, Any]] = [
         {"image_id": b.image_id, "name": b.name, "size_gb": b.size_gb, "per_month": b.monthly_cost}
         for b in baked
     ]
@@ -100,11 +113,25 @@ def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -
     tunnels = [
         {k: t[k] for k in ("name", "pid", "local_port")} for t in open_tunnels(app.terminal.warn)
     ]
+    from dlenv.ops.cluster_up import views
+
+    # `status NAME-1` shows that node alone, not a cluster that looks partial
+    clusters = [c for c in views(envs) if name in (None, c.name)]
     if as_json:
         app.terminal.json(
             {
                 "region": aws.region_name,
                 "environments": rows,
+                "clusters": [
+                    {
+                        "name": c.name,
+                        "nodes": c.expected,
+                        "running": len(c.running),
+                        "state": c.state,
+                        "missing": [f"{c.name}-{r}" for r in c.missing_ranks()],
+                    }
+                    for c in clusters
+                ],
                 "images": image_rows,
                 "totals": totals,
                 "tunnels": tunnels,
@@ -149,13 +176,19 @@ def status(app, name: str | None, read_idle: bool, as_json: bool, **aws_flags) -
         table,
         title=f"dlenv environments in {aws.region_name}",
     )
+    for c in clusters:  # nodes are rows above (NAME-K); each cluster in one line
+        (app.terminal.info if c.state == "complete" else app.terminal.warn)(c.summary())
     _print_totals(app.terminal, totals, rows, image_rows)
     for r in rows:
         if r.get("idle"):
             app.terminal.info(f"{r['name']}: {r['idle']}")
+    if not read_idle and any(r["state"] == "running" for r in rows):
+        # the countdown lives on each machine (its idle check's status file): reading it costs
+        # one SSH round trip per machine, so only on request
+        app.terminal.note("idle countdowns and budget spend: `dlenv status --idle`")
 
 
-def _idle_states(aws, envs: list, settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _idle_states(aws: Aws, envs: list[Environment], settings: Settings) -> dict[str, str]:
     """{name: one line} read from each host's idle status, in parallel, 8 s per host at most.
 
     Only hosts this machine already knows (host key recorded, private key here) are asked:
@@ -168,7 +201,7 @@ def _idle_states(aws, envs: list, settings) -> dict[str, str]:  # type: ignore[n
     from dlenv.provision import idle
     from dlenv.ssh.known_hosts import has_keys
 
-    def one(env) -> str:  # type: ignore[no-untyped-def]
+    def one(env: Environment) -> str:
         key = private_key_path(env.name)
         if not has_keys(f"dlenv-{env.name}") or not key.exists():
             return "idle: unknown (not yet reached from this machine: `dlenv ssh " + env.name + "`)"
@@ -192,7 +225,12 @@ def _budget(tag: str | None) -> float | None:
     return value if value is not None and 0 < value < 1e6 else None
 
 
-def _print_totals(terminal, totals: dict, rows: list[dict], image_rows: list[dict]) -> None:
+def _print_totals(
+    terminal: Terminal,
+    totals: dict[str, float],
+    rows: list[dict[str, Any]],
+    image_rows: list[dict[str, Any]],
+) -> None:
     """Cost lines under the table: what runs now, and what storage costs every month."""
     running = [r for r in rows if r["state"] == "running"]
     terminal.info(

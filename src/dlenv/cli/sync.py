@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from dlenv.cli.options import aws_options, host_options, yes_option
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
 
 
 @click.command()
@@ -22,7 +27,8 @@ from dlenv.cli.options import aws_options, host_options, yes_option
 @aws_options
 @click.pass_obj
 def sync(
-    app,
+    app: App,
+    /,
     name: str | None,
     local_dir: str | None,
     up_: bool,
@@ -32,7 +38,7 @@ def sync(
     identity: str | None,
     trust_new_host_key: bool,
     yes: bool,
-    **aws_flags,
+    **aws_flags: Any,
 ) -> None:
     """Copy LOCAL_DIR (default: the current folder) to or from the notebook's ~/work with rsync.
 
@@ -72,9 +78,27 @@ def sync(
     if host:
         remote = syncing.host_remote(host, identity, settings, term, trust_new=trust_new_host_key)
     else:
+        assert name is not None  # exactly one of NAME and --host: checked above
         from dlenv import lifecycle
 
         lifecycle.validate_name(name)
+        from dlenv.ops.nodes import cluster_member_names
+
+        members = cluster_member_names(name, settings)  # NAME is a cluster: every node, in turn
+        if members:
+            if direction != "up":
+                raise UsageError(
+                    f"{name} is a cluster: bring files down from one of its nodes",
+                    f"e.g. `dlenv sync {members[0]} --down`",
+                )
+            for member in members:
+                remote = syncing.environment_remote(member, settings, term)
+                syncing.mark_work(member, settings)
+                done = syncing.sync(remote, local_dir or ".", "up", term, delete=delete, yes=yes)
+                term.success(
+                    f"synced up: {done.local} -> {member}:{done.remote} in {done.seconds:.1f}s"
+                )
+            return
         remote = syncing.environment_remote(name, settings, term)
         if direction == "up":
             syncing.mark_work(name, settings)  # from now on `down` checks ~/work first

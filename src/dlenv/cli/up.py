@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from dlenv.cli.options import aws_options, setting_option, yes_option
 from dlenv.cli.provision import STACK_FLAGS, stack_options
+
+if TYPE_CHECKING:
+    from dlenv.cli._app import App
+    from dlenv.config import Settings
+    from dlenv.lifecycle import UpResult
+    from dlenv.terminal import Terminal
 
 
 @click.command()
@@ -87,7 +95,24 @@ from dlenv.cli.provision import STACK_FLAGS, stack_options
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Launch N environments NAME-1..NAME-N; they are provisioned in parallel, a log each.",
+    help="Launch N unrelated environments NAME-1..NAME-N (provisioned in parallel, a log each); "
+    "for one torchrun job across machines use --nodes.",
+)
+@click.option(
+    "--nodes",
+    type=click.IntRange(2, 64),
+    default=None,
+    metavar="N",
+    help="Launch a cluster: N nodes NAME-0..NAME-{N-1} in one call, one zone, one placement "
+    "group, a security group open between them only; each node knows the cluster "
+    "(/etc/dlenv/cluster.env) for `dlenv run NAME -- torchrun ...`.",
+)
+@click.option(
+    "--efa/--no-efa",
+    "efa",
+    default=None,
+    help="With --nodes: EFA network interfaces and the EFA software (default: on where the "
+    "type has EFA, e.g. p4d, p5, g5.48xlarge).",
 )
 @click.option(
     "--workdir",
@@ -99,12 +124,23 @@ from dlenv.cli.provision import STACK_FLAGS, stack_options
 @yes_option
 @aws_options
 @click.pass_obj
-def up(app, name: str, no_provision: bool, count: int, yes: bool, **flags) -> None:
+def up(
+    app: App,
+    /,
+    name: str,
+    no_provision: bool,
+    count: int,
+    nodes: int | None,
+    efa: bool | None,
+    yes: bool,
+    **flags: Any,
+) -> None:
     """Launch a GPU environment NAME (or start it if stopped), then provision it.
 
     \b
     Example:  dlenv up mybox --instance g4dn.xlarge --spot --spot-fallback on-demand
               dlenv up node --count 4        (node-1 .. node-4, provisioned in parallel)
+              dlenv up train --nodes 4 -t p5.48xlarge   (a cluster: train-0 .. train-3, EFA)
     """
     import contextlib
 
@@ -127,6 +163,9 @@ def up(app, name: str, no_provision: bool, count: int, yes: bool, **flags) -> No
     settings = app.settings(**flags)
     if not no_provision:
         build_options(settings, **stack_flags)  # bad flags fail before anything is created
+    if nodes is not None or efa is not None:
+        _cluster(app, name, nodes, efa, count, no_provision, yes, settings, stack_flags, workdir)
+        return
     names = [name] if count == 1 else [f"{name}-{i}" for i in range(1, count + 1)]
     for each in names:
         lifecycle.validate_name(each)
@@ -146,13 +185,22 @@ def up(app, name: str, no_provision: bool, count: int, yes: bool, **flags) -> No
             _upload(names, workdir, settings, term)
 
 
-def _up_locked(name, names, settings, stack_flags, no_provision, count, yes, term) -> None:
+def _up_locked(
+    name: str,
+    names: list[str],
+    settings: Settings,
+    stack_flags: dict[str, Any],
+    no_provision: bool,
+    count: int,
+    yes: bool,
+    term: Terminal,
+) -> None:
     """Launch (or resume) every name, then provision them; the caller holds their locks."""
     import copy
 
     from dlenv import lifecycle
 
-    results = []
+    results: list[tuple[str, Settings, UpResult]] = []
     for each in names:
         env_settings = copy.deepcopy(settings)  # an existing env may fill in its own choices
         result = lifecycle.up(
@@ -181,7 +229,61 @@ def _up_locked(name, names, settings, stack_flags, no_provision, count, yes, ter
     )
 
 
-def _upload(names, workdir, settings, term) -> None:
+def _cluster(
+    app: App,
+    name: str,
+    nodes: int | None,
+    efa: bool | None,
+    count: int,
+    no_provision: bool,
+    yes: bool,
+    settings: Settings,
+    stack_flags: dict[str, Any],
+    workdir: str | None,
+) -> None:
+    """`up NAME --nodes N`: the cluster launched whole (dlenv.ops.cluster_up), provisioned in
+    parallel like --count, then every node told about the others."""
+    import contextlib
+
+    from dlenv.errors import UsageError
+    from dlenv.ops import cluster_up
+    from dlenv.statefile import env_lock
+
+    if nodes is None:
+        raise UsageError(
+            "--efa/--no-efa applies to clusters",
+            f"add --nodes N: `dlenv up {name} --nodes 2 --efa`",
+        )
+    if count != 1:
+        raise UsageError(
+            "--count and --nodes do not go together",
+            "--nodes N makes one cluster; --count N makes N unrelated environments",
+        )
+    request = cluster_up.check_request(name, nodes, settings, efa)
+    term = app.terminal
+    with contextlib.ExitStack() as locks:
+        for each in [name, *request.node_names]:
+            locks.enter_context(env_lock(each, say=term.info))
+        made = cluster_up.up(request, settings, term, yes=yes, wait_ssh=not no_provision)
+        results = made.results
+        if no_provision:
+            term.info(
+                f"connect: dlenv ssh {request.node_names[0]}   provision later: dlenv up {name} --nodes {nodes}"
+            )
+            return
+        _provision(results, stack_flags, term, efa=made.efa)
+        cluster_up.configure(name, results, settings, term)
+        term.success(
+            f"cluster {name}: {nodes} nodes provisioned, each knows the cluster (/etc/dlenv/cluster.env)"
+        )
+        if workdir:
+            _upload([each for each, _, _ in results], workdir, settings, term)
+    term.info(
+        f"next: dlenv run {name} -- hostname   |   dlenv status {name}   |   dlenv down {name}"
+    )
+
+
+def _upload(names: list[str], workdir: str, settings: Settings, term: Terminal) -> None:
     """`--workdir DIR`: DIR into each environment's ~/work (the sync's rules: .gitignore...)."""
     from dlenv import sync
 
@@ -192,8 +294,18 @@ def _upload(names, workdir, settings, term) -> None:
         term.success(f"uploaded {result.local} -> {result.remote} in {result.seconds:.1f}s")
 
 
-def _provision(results, stack_flags, term) -> None:
-    """One environment through provision_environment; several in parallel (a log per host)."""
+def _provision(
+    results: list[tuple[str, Settings, UpResult]],
+    stack_flags: dict[str, Any],
+    term: Terminal,
+    *,
+    efa: bool = False,
+) -> None:
+    """One environment through provision_environment; several in parallel (a log per host).
+
+    `efa`: the hosts have EFA interfaces (a cluster's nodes): the plan includes the efa step."""
+    import dataclasses
+
     from dlenv import lifecycle
     from dlenv.cli.provision import build_options
     from dlenv.provision import runner
@@ -202,13 +314,13 @@ def _provision(results, stack_flags, term) -> None:
         [(each, env_settings, result)] = results
         # the environment's recorded choices (python manager, idle stop) may have filled settings in
         options = build_options(env_settings, **stack_flags)
-        runner.provision_environment(each, result.target, env_settings, term, options=options)
+        runner.provision_environment(each, result.ssh_target, env_settings, term, options=options)
         lifecycle.record_choices(each, env_settings, result.env.instance_id)
         _budget(each, env_settings, result, term)
         return
     first_settings = results[0][1]
-    options = build_options(first_settings, **stack_flags)
-    targets = [result.target.with_(name=each) for each, _, result in results]
+    options = dataclasses.replace(build_options(first_settings, **stack_flags), efa=efa)
+    targets = [result.ssh_target.with_(name=each) for each, _, result in results]
     host_results = runner.provision(targets, options, term)
     runner.raise_for_failures(host_results)
     for each, env_settings, result in results:
@@ -217,7 +329,7 @@ def _provision(results, stack_flags, term) -> None:
     term.success(f"provisioned {len(results)} environments")
 
 
-def _budget(each, env_settings, result, term) -> None:
+def _budget(each: str, env_settings: Settings, result: UpResult, term: Terminal) -> None:
     """`--budget USD`: the machine enforces it from now (once: the same budget is not reset)."""
     if env_settings.budget is None:
         return
@@ -228,7 +340,7 @@ def _budget(each, env_settings, result, term) -> None:
     if result.env.tags.get(idle.BUDGET_TAG) == f"{amount:.2f}":
         term.info(f"{each}: budget ${amount:.2f} already set (`dlenv budget {each}`: the spend)")
         return
-    price = idle.set_budget(from_settings(env_settings), result.env, result.target, amount)
+    price = idle.set_budget(from_settings(env_settings), result.env, result.ssh_target, amount)
     term.success(
         f"{each}: budget ${amount:.2f}: it stops itself after about {amount / price:.1f} "
         f"running hours at {price:.3f} $/h (warning at 80 %)"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from dlenv.cloud.aws_errors import error_code, translated
+from dlenv.cloud.session import Aws
 from dlenv.errors import UsageError
 
 CANONICAL = "099720109477"
@@ -73,7 +73,7 @@ def _ami_arch(arch: str) -> str:
     return "arm64" if arch == "arm64" else "amd64"
 
 
-def resolve(aws: Any, spec: str, arch: str = "x86_64") -> Image:
+def resolve(aws: Aws, spec: str, arch: str = "x86_64") -> Image:
     """The image for `spec` on `arch` (x86_64 or arm64) in the session's region."""
     spec = spec.strip()
     if spec in DISTROS:
@@ -88,7 +88,7 @@ def resolve(aws: Any, spec: str, arch: str = "x86_64") -> Image:
     raise UsageError(f"unknown --ami {spec!r}", f"use one of {', '.join(DISTROS)} or an ami-... id")
 
 
-def _resolve_distro(aws: Any, spec: str, arch: str) -> Image:
+def _resolve_distro(aws: Aws, spec: str, arch: str) -> Image:
     distro = DISTROS[spec]
     a = _ami_arch(arch)
     path = distro.ssm_path.format(arch=a)
@@ -146,7 +146,7 @@ def guess_user(name: str, description: str = "") -> str:
     return "ec2-user"
 
 
-def _resolve_id(aws: Any, image_id: str, arch: str) -> Image:
+def _resolve_id(aws: Aws, image_id: str, arch: str) -> Image:
     with translated(region=aws.region_name):
         import botocore.exceptions
 

@@ -6,7 +6,7 @@ line and gives the next action: which quota and its code, which console page, wh
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from dlenv.errors import AwsError, CapacityError, DlenvError
 
@@ -33,7 +33,8 @@ def quota_hint(
 def error_code(exc: BaseException) -> str | None:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
-        return response.get("Error", {}).get("Code")
+        code = response.get("Error", {}).get("Code")
+        return code if isinstance(code, str) else None
     return None
 
 
@@ -188,7 +189,7 @@ class translated:
     def __enter__(self) -> translated:
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None or isinstance(exc, DlenvError) or not isinstance(exc, Exception):
             return False
         mapped = translate(exc, region=self.region, context=self.context)

@@ -45,6 +45,10 @@ class InstanceType:
     arch: str
     price_per_hour: float
     price_source: str
+    efa_interfaces: int = 0
+    """Most EFA interfaces the type takes (0: no EFA); see EFA_INTERFACES."""
+    network_gbps: float | None = None
+    """The type's published network bandwidth in Gbps (EFA's on p4d/p5); see NETWORK_GBPS."""
 
     @property
     def family(self) -> str:
@@ -77,9 +81,64 @@ class InstanceType:
         }
 
 
+EFA_INTERFACES = {
+    **dict.fromkeys(("g4dn.8xlarge", "g4dn.12xlarge", "g4dn.16xlarge", "g4dn.metal"), 1),
+    **dict.fromkeys(("g5.8xlarge", "g5.12xlarge", "g5.16xlarge", "g5.24xlarge", "g5.48xlarge"), 1),
+    **dict.fromkeys(("g6.8xlarge", "g6.12xlarge", "g6.16xlarge", "g6.24xlarge", "g6.48xlarge"), 1),
+    **dict.fromkeys(("g6e.8xlarge", "g6e.12xlarge", "g6e.16xlarge"), 1),
+    "g6e.24xlarge": 2,
+    "g6e.48xlarge": 4,
+    "p3dn.24xlarge": 1,
+    "p4d.24xlarge": 4,
+    "p4de.24xlarge": 4,
+    "p5.48xlarge": 32,
+    "p5e.48xlarge": 32,
+    "p5en.48xlarge": 16,
+}
+"""Types of the catalog that support EFA, with their maximum EFA interfaces (the EC2 user
+guide's "Supported instance types" for EFA, and DescribeInstanceTypes' EfaInfo
+MaximumEfaInterfaces). The smaller sizes of g4dn/g5/g6/g6e, p3 and g5g have no EFA."""
+
+
+NETWORK_GBPS = {
+    **dict.fromkeys(("g4dn.xlarge", "g4dn.2xlarge", "g4dn.4xlarge"), 25.0),
+    **dict.fromkeys(("g4dn.8xlarge", "g4dn.12xlarge", "g4dn.16xlarge"), 50.0),
+    "g4dn.metal": 100.0,
+    **dict.fromkeys(("g5.xlarge", "g5.2xlarge"), 10.0),
+    **dict.fromkeys(("g5.4xlarge", "g5.8xlarge", "g5.16xlarge"), 25.0),
+    "g5.12xlarge": 40.0,
+    "g5.24xlarge": 50.0,
+    "g5.48xlarge": 100.0,
+    **dict.fromkeys(("g5g.xlarge", "g5g.2xlarge", "g5g.4xlarge"), 10.0),
+    "g5g.8xlarge": 12.0,
+    "g5g.16xlarge": 25.0,
+    **dict.fromkeys(("g6.xlarge", "g6.2xlarge"), 10.0),
+    **dict.fromkeys(("g6.4xlarge", "g6.8xlarge", "g6.16xlarge"), 25.0),
+    "g6.12xlarge": 40.0,
+    "g6.24xlarge": 50.0,
+    "g6.48xlarge": 100.0,
+    **dict.fromkeys(("g6e.xlarge", "g6e.2xlarge", "g6e.4xlarge"), 20.0),
+    "g6e.8xlarge": 25.0,
+    "g6e.16xlarge": 35.0,
+    "g6e.12xlarge": 100.0,
+    "g6e.24xlarge": 200.0,
+    "g6e.48xlarge": 400.0,
+    **dict.fromkeys(("p3.2xlarge", "p3.8xlarge"), 10.0),
+    "p3.16xlarge": 25.0,
+    "p3dn.24xlarge": 100.0,
+    **dict.fromkeys(("p4d.24xlarge", "p4de.24xlarge"), 400.0),
+    "p5.4xlarge": 100.0,
+    **dict.fromkeys(("p5.48xlarge", "p5e.48xlarge", "p5en.48xlarge"), 3200.0),
+}
+"""Published network bandwidth per type in Gbps (EC2's accelerated computing specifications;
+"up to" figures of the small sizes are their burst peak): what `dlenv smoke-test NAME --nodes`
+grades the measured all-reduce bus bandwidth against."""
+
+
 @lru_cache(maxsize=1)
 def _raw() -> dict[str, Any]:
-    return json.loads(DATA.read_text())
+    data: dict[str, Any] = json.loads(DATA.read_text())
+    return data
 
 
 def shipped_price_info() -> tuple[str, str]:
@@ -136,6 +195,8 @@ def lookup(name: str, region: str | None = None) -> InstanceType:
         arch=entry["arch"],
         price_per_hour=price,
         price_source=source,
+        efa_interfaces=EFA_INTERFACES.get(name, 0),
+        network_gbps=NETWORK_GBPS.get(name),
     )
 
 

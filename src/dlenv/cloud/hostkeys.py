@@ -7,7 +7,8 @@ SSH connection be verified instead of trusted blindly.
 from __future__ import annotations
 
 import re
-from typing import Any
+
+from dlenv.cloud.session import Aws
 
 _BLOCK = re.compile(r"-----BEGIN SSH HOST KEY KEYS-----(.*?)-----END SSH HOST KEY KEYS-----", re.S)
 _KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa)\s+([A-Za-z0-9+/=]+)", re.M)
@@ -21,7 +22,7 @@ def parse_console_host_keys(console: str) -> list[str]:
     return [f"{m.group(1)} {m.group(2)}" for m in _KEY.finditer(blocks[-1])]
 
 
-def console_host_keys(aws: Any, instance_id: str) -> list[str]:
+def console_host_keys(aws: Aws, instance_id: str) -> list[str]:
     """Host keys from get_console_output; [] while the console has none yet (or on any error)."""
     try:
         out = aws.ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output") or ""
@@ -30,7 +31,7 @@ def console_host_keys(aws: Any, instance_id: str) -> list[str]:
     return parse_console_host_keys(out)
 
 
-def console_tail(aws: Any, instance_id: str, lines: int = 8) -> str:
+def console_tail(aws: Aws, instance_id: str, lines: int = 8) -> str:
     try:
         out = aws.ec2.get_console_output(InstanceId=instance_id, Latest=True).get("Output") or ""
     except Exception:

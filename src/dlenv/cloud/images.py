@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dlenv.cloud.aws_errors import error_code, translated
+from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError, NotFoundError, UsageError
 
 TAG_BAKED = "dlenv:baked"
@@ -76,7 +77,7 @@ class BakedImage:
         return self.size_gb * SNAPSHOT_PRICE_GB_MONTH
 
 
-def list_baked(aws: Any) -> list[BakedImage]:
+def list_baked(aws: Aws) -> list[BakedImage]:
     """This account's dlenv images in the session's region, newest first (one API call)."""
     with translated(region=aws.region_name):
         images = aws.ec2.describe_images(
@@ -87,7 +88,7 @@ def list_baked(aws: Any) -> list[BakedImage]:
     return sorted(baked, key=lambda b: (b.created, b.tags.get("dlenv:created", "")), reverse=True)
 
 
-def find_baked(aws: Any, *, stack: str, base: str, python: str, arch: str) -> BakedImage | None:
+def find_baked(aws: Aws, *, stack: str, base: str, python: str, arch: str) -> BakedImage | None:
     """The newest available image baked with this exact stack from this base (`--ami` spec),
     Python manager and architecture."""
     for image in list_baked(aws):
@@ -111,7 +112,7 @@ def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in {**tags, TAG_BAKED: "true"}.items()]
 
 
-def create(aws: Any, instance_id: str, name: str, tags: dict[str, str]) -> str:
+def create(aws: Aws, instance_id: str, name: str, tags: dict[str, str]) -> str:
     """create_image from a stopped instance, tagged from the first moment it exists."""
     with translated(region=aws.region_name):
         resp = aws.ec2.create_image(
@@ -121,10 +122,11 @@ def create(aws: Any, instance_id: str, name: str, tags: dict[str, str]) -> str:
             NoReboot=True,  # the builder is already stopped: its disk is consistent
             TagSpecifications=[{"ResourceType": "image", "Tags": _tag_list(tags)}],
         )
-    return resp["ImageId"]
+    image_id: str = resp["ImageId"]
+    return image_id
 
 
-def tag_snapshots(aws: Any, image: BakedImage) -> None:
+def tag_snapshots(aws: Aws, image: BakedImage) -> None:
     """Give the image's snapshots its tags, so the snapshot console says whose they are.
 
     Done once the image lists them (a tag specification for snapshots at create time would do
@@ -138,7 +140,7 @@ def tag_snapshots(aws: Any, image: BakedImage) -> None:
 
 
 def wait_available(
-    aws: Any,
+    aws: Aws,
     image_id: str,
     say: Callable[[str], None],
     *,
@@ -179,7 +181,7 @@ def wait_available(
         time.sleep(poll)
 
 
-def _snapshot_progress(aws: Any, snapshot_ids: list[str]) -> str:
+def _snapshot_progress(aws: Aws, snapshot_ids: list[str]) -> str:
     if not snapshot_ids:
         return ""
     with translated(region=aws.region_name):
@@ -187,7 +189,7 @@ def _snapshot_progress(aws: Any, snapshot_ids: list[str]) -> str:
     return ", ".join(s.get("Progress") or "0%" for s in snaps)
 
 
-def get(aws: Any, image_id: str) -> BakedImage:
+def get(aws: Aws, image_id: str) -> BakedImage:
     import botocore.exceptions
 
     with translated(region=aws.region_name):
@@ -210,7 +212,7 @@ def get(aws: Any, image_id: str) -> BakedImage:
     return image
 
 
-def remove(aws: Any, image: BakedImage) -> list[str]:
+def remove(aws: Aws, image: BakedImage) -> list[str]:
     """Deregister the image, then delete its snapshots (which AWS keeps, and bills, otherwise)."""
     import botocore.exceptions
 

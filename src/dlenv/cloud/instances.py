@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 from dlenv.cloud.aws_errors import translated
+from dlenv.cloud.session import Aws
 from dlenv.errors import NotFoundError
 
 TAG_NAME = "dlenv:name"
 TAG_STACK = "dlenv:stack"
 TAG_USER = "dlenv:user"
 TAG_OS = "dlenv:os"
-LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+InstanceState = Literal["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
+"""EC2's instance states (describe_instances `State.Name`)."""
+LIVE_STATES: list[InstanceState] = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Environment:
     name: str
     instance_id: str
     instance_type: str
-    state: str
+    state: InstanceState
     public_ip: str | None
     private_ip: str | None
     launch_time: dt.datetime | None
@@ -51,7 +54,7 @@ class Environment:
             name=tags.get(TAG_NAME, "?"),
             instance_id=inst["InstanceId"],
             instance_type=inst["InstanceType"],
-            state=inst["State"]["Name"],
+            state=cast(InstanceState, inst["State"]["Name"]),
             public_ip=inst.get("PublicIpAddress"),
             private_ip=inst.get("PrivateIpAddress"),
             launch_time=inst.get("LaunchTime"),
@@ -87,14 +90,14 @@ class Environment:
         return bool(self.state_reason and "Server.SpotInstance" in self.state_reason)
 
 
-def list_environments(aws: Any, name: str | None = None) -> list[Environment]:
+def list_environments(aws: Aws, name: str | None = None) -> list[Environment]:
     filters = [{"Name": "instance-state-name", "Values": LIVE_STATES}]
     filters.append(
         {"Name": f"tag:{TAG_NAME}", "Values": [name]}
         if name
         else {"Name": "tag-key", "Values": [TAG_NAME]}
     )
-    envs = []
+    envs: list[Environment] = []
     with translated(region=aws.region_name):
         for page in aws.ec2.get_paginator("describe_instances").paginate(Filters=filters):
             for reservation in page["Reservations"]:
@@ -102,12 +105,12 @@ def list_environments(aws: Any, name: str | None = None) -> list[Environment]:
     return sorted(envs, key=lambda e: (e.name, e.instance_id))
 
 
-def find(aws: Any, name: str) -> Environment | None:
+def find(aws: Aws, name: str) -> Environment | None:
     envs = list_environments(aws, name)
     return envs[0] if envs else None
 
 
-def get(aws: Any, name: str) -> Environment:
+def get(aws: Aws, name: str) -> Environment:
     env = find(aws, name)
     if env is None:
         raise NotFoundError(
@@ -117,7 +120,7 @@ def get(aws: Any, name: str) -> Environment:
     return env
 
 
-def wait(aws: Any, waiter: str, instance_id: str, timeout: int = 900) -> None:
+def wait(aws: Aws, waiter: str, instance_id: str, timeout: int = 900) -> None:
     delay = 5
     with translated(region=aws.region_name):
         aws.ec2.get_waiter(waiter).wait(
@@ -161,7 +164,7 @@ VOLUME_PRICE_GB_MONTH = 0.08
 (the baseline IOPS and throughput dlenv launches with are included in gp3's price)."""
 
 
-def volume_sizes(aws: Any, instance_ids: list[str]) -> dict[str, int]:
+def volume_sizes(aws: Aws, instance_ids: list[str]) -> dict[str, int]:
     """{instance id: GB of EBS volumes attached}, in one paginated DescribeVolumes call."""
     sizes: dict[str, int] = {}
     if not instance_ids:

@@ -25,11 +25,17 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlenv.cloud.aws_errors import error_code, translated
+from dlenv.cloud.session import Aws
 from dlenv.config import REGION_RE
 from dlenv.errors import NotFoundError, SshError, UsageError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 Say = Callable[[str], None]
 
@@ -86,7 +92,7 @@ def public_key_of(path: Path) -> str:
     )
 
 
-def ec2_key_exists(aws: Any, name: str) -> bool:
+def ec2_key_exists(aws: Aws, name: str) -> bool:
     import botocore.exceptions
 
     with translated(region=aws.region_name):
@@ -172,7 +178,7 @@ def require_private_key(env: str, region: str, say: Say | None = None) -> Path:
 
 
 def ensure_key_pair(
-    aws: Any, env: str, tags: list[dict[str, str]], say: Say | None = None
+    aws: Aws, env: str, tags: list[dict[str, str]], say: Say | None = None
 ) -> KeyPair:
     """The environment's key pair, importing a new local key into EC2 when it has none.
 
@@ -219,7 +225,7 @@ def ensure_key_pair(
     return KeyPair(name, path, created_in_ec2=True)
 
 
-def delete_key_pair(aws: Any, env: str, *, keep_local: bool = False) -> bool:
+def delete_key_pair(aws: Aws, env: str, *, keep_local: bool = False) -> bool:
     """Delete the EC2 key pair (and the local key unless keep_local). True if EC2 had it."""
     name = key_name(env)
     existed = ec2_key_exists(aws, name)
@@ -272,7 +278,7 @@ def set_home_region(env: str, region: str) -> None:
         atomic_write(home_region_path(env), region + "\n", mode=0o600)
 
 
-def key_pair_tags(aws: Any, env: str) -> dict[str, str] | None:
+def key_pair_tags(aws: Aws, env: str) -> dict[str, str] | None:
     """The tags of EC2 key pair dlenv-ENV, or None when EC2 has no such key pair."""
     import botocore.exceptions
 
@@ -297,7 +303,7 @@ MAX_KEY_BYTES = 64 * 1024
 class LocalKey:
     """A private key read from a file, with what EC2 may report for it."""
 
-    key: Any
+    key: Ed25519PrivateKey | RSAPrivateKey
     key_type: str
     """ed25519 or rsa: the two types EC2 key pairs can have."""
     public: str
@@ -441,7 +447,7 @@ def read_private_key(path: Path) -> LocalKey:
         raise UsageError(
             f"{path} is a public key", "give the private key: the same file name without .pub"
         )
-    key = None
+    key: PrivateKeyTypes | None = None
     try:
         if b"-----BEGIN OPENSSH PRIVATE KEY-----" in data:
             key = serialization.load_ssh_private_key(data, password=None)
@@ -480,7 +486,7 @@ def read_private_key(path: Path) -> LocalKey:
     return LocalKey(key=key, key_type=key_type, public=public)
 
 
-def describe_ec2_keys(aws: Any, names: list[str] | None = None) -> list[Ec2Key]:
+def describe_ec2_keys(aws: Aws, names: list[str] | None = None) -> list[Ec2Key]:
     """EC2 key pairs by name, or all whose name starts with `dlenv-` (one call)."""
     import botocore.exceptions
 
@@ -516,7 +522,7 @@ def _write_private(path: Path, data: bytes, public_line: str) -> None:
     atomic_write(path.with_suffix(".pub"), public_line + "\n", mode=0o644)
 
 
-def import_private_key(aws: Any, env: str, file: Path, *, force: bool = False) -> ImportResult:
+def import_private_key(aws: Aws, env: str, file: Path, *, force: bool = False) -> ImportResult:
     """Install FILE as ENV's private key after proving it is the key of EC2 key pair dlenv-ENV.
 
     Nothing is written unless every check passes; the same key already in place is a no-op; a
@@ -591,7 +597,7 @@ class KeyStatus:
         return ""
 
 
-def list_keys(aws: Any) -> list[KeyStatus]:
+def list_keys(aws: Aws) -> list[KeyStatus]:
     """Every dlenv key, here and in the session's region, with whether the two are the same."""
     from dlenv.paths import keys_dir
 

@@ -12,6 +12,7 @@ one instance, and how two machines launching one name at once tell their instanc
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 from dlenv.cloud.aws_errors import translate
 from dlenv.cloud.catalog import InstanceType
+from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError, CapacityError, DlenvError, UsageError
 
 Say = Callable[[str], None]
@@ -61,9 +63,17 @@ class LaunchSpec:
     tags: list[dict[str, str]]
     launch_id: str = ""
     """This `up`'s id: tagged on the instance and the base of each attempt's ClientToken."""
+    count: int = 1
+    """Instances in the one RunInstances call (MinCount = MaxCount: all or none; a cluster)."""
+    placement_group: str | None = None
+    """A cluster placement group to launch into (`dlenv up --nodes`)."""
+    extra_groups: tuple[str, ...] = ()
+    """Security groups besides the SSH one (the cluster group)."""
+    efa: bool = False
+    """Request the primary network interface as an EFA one (cloud.cluster.network_interfaces)."""
 
 
-def offered_zones(aws: Any, instance_type: str) -> list[str]:
+def offered_zones(aws: Aws, instance_type: str) -> list[str]:
     """AZs of the session's region that offer the type (describe_instance_type_offerings)."""
     from dlenv.cloud.aws_errors import translated
 
@@ -78,7 +88,7 @@ def offered_zones(aws: Any, instance_type: str) -> list[str]:
     return sorted(set(zones))
 
 
-def regions_offering(aws: Any, instance_type: str, candidates: list[str]) -> list[str]:
+def regions_offering(aws: Aws, instance_type: str, candidates: list[str]) -> list[str]:
     """Which of `candidates` offer the type (only called on the error path, in parallel)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -98,7 +108,7 @@ def regions_offering(aws: Any, instance_type: str, candidates: list[str]) -> lis
     return [r for r, ok in zip(candidates, results, strict=True) if ok]
 
 
-def check_offered(aws: Any, instance_type: str) -> list[str]:
+def check_offered(aws: Aws, instance_type: str) -> list[str]:
     """Zones that offer the type, or a UsageError naming regions that do."""
     zones = offered_zones(aws, instance_type)
     if zones:
@@ -125,8 +135,8 @@ def _params(spec: LaunchSpec, subnet: str, spot: bool, attempt: int = 0) -> dict
     params: dict[str, Any] = {
         "ImageId": spec.image_id,
         "InstanceType": spec.itype.name,
-        "MinCount": 1,
-        "MaxCount": 1,
+        "MinCount": spec.count,
+        "MaxCount": spec.count,
         "KeyName": spec.key_name,
         "SubnetId": subnet,
         "SecurityGroupIds": [spec.security_group],
@@ -155,6 +165,14 @@ def _params(spec: LaunchSpec, subnet: str, spot: bool, attempt: int = 0) -> dict
             {"ResourceType": "volume", "Tags": tags},
         ],
     }
+    if spec.placement_group:
+        params["Placement"] = {"GroupName": spec.placement_group}
+    if spec.extra_groups or spec.efa:
+        from dlenv.cloud.cluster import network_interfaces
+
+        groups = [spec.security_group, *spec.extra_groups]
+        del params["SubnetId"], params["SecurityGroupIds"]  # they go on the interface
+        params["NetworkInterfaces"] = network_interfaces(subnet, groups, spec.efa)
     if spot:
         params["TagSpecifications"].append({"ResourceType": "spot-instances-request", "Tags": tags})
         params["InstanceMarketOptions"] = {
@@ -169,8 +187,40 @@ def _params(spec: LaunchSpec, subnet: str, spot: bool, attempt: int = 0) -> dict
     return params
 
 
-def run(aws: Any, spec: LaunchSpec, zones: list[str], say: Say) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Launched:
+    """One instance a run_instances call created, as the call's answer gave it.
+
+    Only what a caller needs before it describes the instance again (it is still pending):
+    its id, its LaunchTime (the tie-break between concurrent launches) and its index within
+    the call (a cluster's node rank).
+    """
+
+    instance_id: str
+    launch_time: dt.datetime | None
+    launch_index: int
+    zone: str | None
+    spot: bool
+
+    @classmethod
+    def from_instance(cls, inst: dict[str, Any]) -> Launched:
+        return cls(
+            instance_id=inst["InstanceId"],
+            launch_time=inst.get("LaunchTime"),
+            launch_index=int(inst.get("AmiLaunchIndex", 0)),
+            zone=inst.get("Placement", {}).get("AvailabilityZone"),
+            spot=inst.get("InstanceLifecycle") == "spot",
+        )
+
+
+def run(aws: Aws, spec: LaunchSpec, zones: list[str], say: Say) -> Launched:
     """run_instances in each offered AZ until one has capacity; spot falls back if asked."""
+    return run_all(aws, spec, zones, say)[0]
+
+
+def run_all(aws: Aws, spec: LaunchSpec, zones: list[str], say: Say) -> list[Launched]:
+    """`run`, returning every instance of the call (spec.count of them: a cluster's nodes),
+    ordered by launch index."""
     import botocore.exceptions
 
     attempts: list[bool] = [spec.spot]
@@ -194,12 +244,13 @@ def run(aws: Any, spec: LaunchSpec, zones: list[str], say: Say) -> dict[str, Any
                 "quota_name": spec.itype.quota(spot).name,
                 "spot_quota_code": spec.itype.quota(True).code,
                 "spot_quota_name": spec.itype.quota(True).name,
-                "needed_vcpus": spec.itype.vcpus,
+                "needed_vcpus": spec.itype.vcpus * spec.count,
             }
             attempt += 1
             try:
                 response = aws.ec2.run_instances(**_params(spec, spec.subnets[zone], spot, attempt))
-                return response["Instances"][0]
+                launched = [Launched.from_instance(i) for i in response["Instances"]]
+                return sorted(launched, key=lambda i: i.launch_index)
             except botocore.exceptions.ClientError as exc:
                 mapped = translate(exc, region=aws.region_name, context=context)
                 if isinstance(mapped, CapacityError):
@@ -260,7 +311,7 @@ class Footprint:
         return out
 
 
-def footprint(aws: Any, env: str, launch_id: str | None = None) -> Footprint:
+def footprint(aws: Aws, env: str, launch_id: str | None = None) -> Footprint:
     """Everything of ENV in AWS; with `launch_id`, only what that launch created.
 
     Found by name and tags, never by what a process believes it created: an interrupted
@@ -284,7 +335,7 @@ def footprint(aws: Any, env: str, launch_id: str | None = None) -> Footprint:
     )
 
 
-def contest_winner(aws: Any, env: str, mine: str, my_launch_time: Any) -> str | None:
+def contest_winner(aws: Aws, env: str, mine: str, my_launch_time: Any) -> str | None:
     """The instance id that keeps ENV's name when several live instances carry it.
 
     Two machines can pass every check at once and both run RunInstances; afterwards each lists

@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 from dlenv.cloud.aws_errors import error_code, translated
+from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError, UsageError
 
 
@@ -82,6 +83,18 @@ def wide_cidr_warning(cidr: str) -> str | None:
     return None
 
 
+@overload
+def resolve_ssh_cidr(
+    allow_cidr: str | None, ip_check_url: str, warn: Callable[[str], None], *, origin: str = ...
+) -> str: ...
+@overload
+def resolve_ssh_cidr(
+    allow_cidr: str | None,
+    ip_check_url: str | None,
+    warn: Callable[[str], None],
+    *,
+    origin: str = ...,
+) -> str | None: ...
 def resolve_ssh_cidr(
     allow_cidr: str | None,
     ip_check_url: str | None,
@@ -108,7 +121,7 @@ def resolve_ssh_cidr(
     return cidr
 
 
-def default_vpc(aws: Any) -> str:
+def default_vpc(aws: Aws) -> str:
     with translated(region=aws.region_name):
         vpcs = aws.ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"]
     if not vpcs:
@@ -116,10 +129,11 @@ def default_vpc(aws: Any) -> str:
             f"region {aws.region_name} has no default VPC",
             "create one with `aws ec2 create-default-vpc` (dlenv launches into the default VPC)",
         )
-    return vpcs[0]["VpcId"]
+    vpc_id: str = vpcs[0]["VpcId"]
+    return vpc_id
 
 
-def default_subnets(aws: Any, vpc_id: str) -> dict[str, str]:
+def default_subnets(aws: Aws, vpc_id: str) -> dict[str, str]:
     """AZ name -> its default subnet id."""
     with translated(region=aws.region_name):
         subnets = aws.ec2.describe_subnets(
@@ -131,7 +145,7 @@ def default_subnets(aws: Any, vpc_id: str) -> dict[str, str]:
     return {s["AvailabilityZone"]: s["SubnetId"] for s in subnets}
 
 
-def find_group(aws: Any, env: str, vpc_id: str | None = None) -> dict[str, Any] | None:
+def find_group(aws: Aws, env: str, vpc_id: str | None = None) -> dict[str, Any] | None:
     filters = [{"Name": "group-name", "Values": [group_name(env)]}]
     if vpc_id:
         filters.append({"Name": "vpc-id", "Values": [vpc_id]})
@@ -141,7 +155,7 @@ def find_group(aws: Any, env: str, vpc_id: str | None = None) -> dict[str, Any] 
 
 
 def ensure_group(
-    aws: Any, env: str, vpc_id: str, cidr: str, tags: list[dict[str, str]]
+    aws: Aws, env: str, vpc_id: str, cidr: str, tags: list[dict[str, str]]
 ) -> tuple[str, bool]:
     """(group id, created?) for the environment, with SSH open to `cidr` only.
 
@@ -176,7 +190,7 @@ def ensure_group(
     return gid, created
 
 
-def set_ssh_cidr(aws: Any, gid: str, cidr: str, group: dict[str, Any] | None = None) -> None:
+def set_ssh_cidr(aws: Aws, gid: str, cidr: str, group: dict[str, Any] | None = None) -> None:
     """Make port 22 from `cidr` the group's only ingress rule (revoking stale ones)."""
     import botocore.exceptions
 
@@ -209,7 +223,7 @@ def set_ssh_cidr(aws: Any, gid: str, cidr: str, group: dict[str, Any] | None = N
             raise
 
 
-def delete_group(aws: Any, env: str, group_id: str | None = None) -> bool:
+def delete_group(aws: Aws, env: str, group_id: str | None = None) -> bool:
     """Delete the environment's group (or exactly `group_id`); False when it was not there."""
     import botocore.exceptions
 

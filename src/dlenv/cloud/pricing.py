@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
+from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError
 
 REGION_NAMES = {
@@ -33,7 +35,7 @@ REGION_NAMES = {
 }
 
 
-def _cache_file(region: str):
+def _cache_file(region: str) -> Path:
     from dlenv.paths import cache_dir
 
     return cache_dir() / f"prices-{region}.json"
@@ -44,9 +46,10 @@ def load_cache(region: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None  # anything else: no usable cache
 
 
 def parse_price_item(item: str) -> tuple[str, float] | None:
@@ -62,7 +65,7 @@ def parse_price_item(item: str) -> tuple[str, float] | None:
     return None
 
 
-def fetch_prices(aws: Any, region: str, types: list[str]) -> dict[str, float]:
+def fetch_prices(aws: Aws, region: str, types: list[str]) -> dict[str, float]:
     """Query the Pricing API (us-east-1 endpoint) for Linux on-demand shared-tenancy prices."""
     location = REGION_NAMES.get(region)
     if location is None:
@@ -90,7 +93,7 @@ def fetch_prices(aws: Any, region: str, types: list[str]) -> dict[str, float]:
     return prices
 
 
-def refresh(aws: Any, region: str, types: list[str]) -> dict[str, Any]:
+def refresh(aws: Aws, region: str, types: list[str]) -> dict[str, Any]:
     from dlenv.cloud.aws_errors import translated
 
     with translated(region=region):

@@ -13,10 +13,11 @@ from typing import Any
 
 from dlenv.cloud.aws_errors import quota_hint
 from dlenv.cloud.catalog import InstanceType
+from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError
 
 
-def read_quota(aws: Any, code: str) -> float:
+def read_quota(aws: Aws, code: str) -> float:
     return float(
         aws.client("service-quotas").get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"][
             "Value"
@@ -43,7 +44,7 @@ def _vcpus(inst: dict[str, Any]) -> int:
         return int(cpu.get("CoreCount", 1)) * int(cpu.get("ThreadsPerCore", 1))
 
 
-def running_vcpus(aws: Any, family: str, spot: bool) -> int:
+def running_vcpus(aws: Aws, family: str, spot: bool) -> int:
     """vCPUs of pending/running instances that count against the family's quota.
 
     One paginated call over running instances, filtered here by type family (EC2's own
@@ -62,7 +63,7 @@ def running_vcpus(aws: Any, family: str, spot: bool) -> int:
     return total
 
 
-def preflight(aws: Any, itype: InstanceType, spot: bool, warn: Callable[[str], None]) -> None:
+def preflight(aws: Aws, itype: InstanceType, spot: bool, warn: Callable[[str], None]) -> None:
     quota = itype.quota(spot)
     try:
         limit = read_quota(aws, quota.code)

@@ -44,7 +44,8 @@ class Aws:
 
     @property
     def region_name(self) -> str:
-        return self.session.region_name
+        region: str = self.session.region_name  # checked non-empty when the session was made
+        return region
 
     def client(self, service: str, region: str | None = None) -> Any:
         key = (service, region or self.region_name)

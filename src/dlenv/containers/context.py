@@ -144,7 +144,7 @@ def render_layers(
             ),
         )
     # a step added to the stack must be placed in a layer, or images would silently lack it
-    vm_only = {"nvidia-driver", "cuda-toolkit", "jupyterlab-service", "idle-autostop"}
+    vm_only = {"nvidia-driver", "cuda-toolkit", "efa", "jupyterlab-service", "idle-autostop"}
     missing = [s for s in STEP_NAMES if s not in covered and s not in vm_only]
     if missing:  # pragma: no cover - guards a future manifest change
         raise UsageError(

@@ -29,13 +29,9 @@ def connect(timeout: int = 600) -> docker.DockerClient:
 
     `timeout` is the per-request read timeout: builds stream for minutes, so it is generous.
     """
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError as exc:  # pragma: no cover - a dependency of dlenv
-        raise DockerError(
-            "the Docker SDK for Python is not installed", "pip install 'docker>=7.1'"
-        ) from exc
+    import docker
+    from docker.errors import DockerException
+
     where = os.environ.get("DOCKER_HOST") or "the default socket (/var/run/docker.sock)"
     try:
         client = docker.from_env(timeout=timeout)

@@ -106,7 +106,8 @@ def up(
     if existing is not None:
         current = describe(existing)
         same = (
-            existing.image.id == image_id
+            existing.image is not None
+            and existing.image.id == image_id
             and current.workdir == (folder.path if folder else None)
             and current.device == device
             and (opts.port is None or opts.port == current.port)
@@ -328,7 +329,8 @@ def _wait_ready(container: Container, port: int, terminal: Terminal, timeout: fl
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except (urllib.error.URLError, OSError):
         return False
 
@@ -352,7 +354,7 @@ def describe(container: Container) -> Notebook:
     port = int(bindings[0]["HostPort"]) if bindings else int(labels.get("io.dlenv.port", 0))
     health = (attrs.get("State", {}).get("Health") or {}).get("Status")
     return Notebook(
-        container_id=container.id,
+        container_id=str(container.id),  # set on every container the engine lists
         image=attrs["Config"]["Image"],  # the reference it was started from
         device=labels.get("io.dlenv.device", "cpu"),
         port=port,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from dlenv.errors import UsageError
 
 if TYPE_CHECKING:
+    from dlenv.cloud.session import Aws
     from dlenv.ssh.target import SshTarget
 
 KEEP_AWAKE_FILE = ".config/dlenv/keep-awake"
@@ -179,7 +180,7 @@ def apply_budget(target: SshTarget, amount: float | None, price_per_hour: float)
         )
 
 
-def set_budget(aws: Any, env: Any, target: SshTarget, amount: float | None) -> float:
+def set_budget(aws: Aws, env: Any, target: SshTarget, amount: float | None) -> float:
     """Write NAME's budget on the machine and in its `dlenv:budget` tag (None: remove both).
 
     Returns the hourly price the machine counts with (the catalog's on-demand price: for spot,

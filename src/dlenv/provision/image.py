@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from dlenv.errors import ProvisionError
 from dlenv.provision.manifest import Stack
 from dlenv.provision.options import ProvisionOptions
-from dlenv.provision.render import _body
+from dlenv.provision.render import body_arg
 from dlenv.provision.steps import _render, build_context
+from dlenv.remote.base import Host
 
 CLEANUP = "image-cleanup"
 CHECKED = (
@@ -53,9 +54,9 @@ def cleanup_script(parts: Cleanup) -> str:
             "if [ \"$(id -u)\" != 0 ]; then echo 'run this script as root' >&2; exit 1; fi",
             parts.prelude,
             'dlenv_log "image-cleanup: removing per-instance and build state"',
-            f"bash -eo pipefail -c {_body(parts.apply)}",
+            f"bash -eo pipefail -c {body_arg(parts.apply)}",
             'dlenv_log "image-cleanup: validating"',
-            f"if bash -eo pipefail -c {_body(parts.validate)}; then",
+            f"if bash -eo pipefail -c {body_arg(parts.validate)}; then",
             '  dlenv_log "image-cleanup: validated, nothing instance-specific is left"',
             "else",
             '  dlenv_log "image-cleanup: FAILED validation (see the lines above)"; exit 1',
@@ -74,13 +75,13 @@ def findings(output: str) -> list[str]:
     return re.findall(r"^still in the image: (.+)$", output, flags=re.M)
 
 
-def run_cleanup(host: object, stack: Stack, options: ProvisionOptions) -> str:
+def run_cleanup(host: Host, stack: Stack, options: ProvisionOptions) -> str:
     """Run the cleanup + validation on a connected Host (as root); raise with every finding.
 
     One command, so nothing after it needs a new SSH login (the host keys and the build's
     authorized key are gone once it has run; the open connection keeps working).
     """
-    res = host.sudo(cleanup_script(cleanup(stack, options)), timeout=900)  # type: ignore[attr-defined]
+    res = host.sudo(cleanup_script(cleanup(stack, options)), timeout=900)
     if res.exit_code != 0:
         left = findings(res.output)
         detail = "; ".join(left) if left else res.tail(15)
@@ -88,7 +89,7 @@ def run_cleanup(host: object, stack: Stack, options: ProvisionOptions) -> str:
             f"the image cleanup did not pass its validation: {detail}",
             "no image was made; fix the step in provision/steps/image-cleanup.apply.sh.j2 "
             "or report it",
-            host=getattr(host, "label", None),
+            host=host.label,
             step=CLEANUP,
         )
     return res.output

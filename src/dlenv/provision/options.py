@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from dlenv.errors import UsageError
 
@@ -498,6 +499,9 @@ class ProvisionOptions:
     frameworks: tuple[str, ...] = ()
     """More frameworks as their own kernels (--frameworks tensorflow,jax): names of the stack's
     [frameworks.*] tables, each installed into an env of its own by the `frameworks` step."""
+    efa: bool = False
+    """The host has an EFA interface (`dlenv up --nodes N --efa`): the `efa` step installs the
+    EFA software. Off, the step is not part of the plan at all."""
 
     def __post_init__(self) -> None:
         if self.python not in PYTHON_MANAGERS:
@@ -541,5 +545,5 @@ class ProvisionOptions:
         validate_selection(tuple(self.only), "--only")
         validate_selection(tuple(self.skip), "--skip")
 
-    def with_(self, **changes: object) -> ProvisionOptions:
+    def with_(self, **changes: Any) -> ProvisionOptions:
         return replace(self, **changes)

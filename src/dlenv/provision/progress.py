@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rich.live import Live
+    from rich.table import Table
+
     from dlenv.terminal import Terminal
 
 
@@ -29,20 +32,21 @@ class ProgressView:
         self.rows = {label: _Row() for label in labels}
         self.plan_only = plan_only
         self._lock = threading.Lock()
-        self._live = None
+        self._live: Live | None = None
 
     def __enter__(self) -> ProgressView:
         if self.terminal.interactive:
             from rich.live import Live
 
-            self._live = Live(
+            live = Live(
                 self._table(),
                 console=self.terminal.err,
                 refresh_per_second=4,
                 transient=False,
                 get_renderable=self._table,
             )
-            self._live.__enter__()
+            live.__enter__()
+            self._live = live
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -50,7 +54,7 @@ class ProgressView:
             self._live.__exit__(None, None, None)
             self._live = None
 
-    def _table(self):  # type: ignore[no-untyped-def]
+    def _table(self) -> Table:
         from rich.table import Table
 
         table = Table(show_header=True, header_style="bold", box=None)

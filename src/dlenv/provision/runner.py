@@ -28,13 +28,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dlenv.errors import DlenvError, ProvisionError, SshError, UsageError
 from dlenv.provision.manifest import Stack, load_stack
 from dlenv.provision.options import ProvisionOptions, check_upload_name
 from dlenv.provision.osinfo import PROBE, HostFacts, parse_facts, require_supported
-from dlenv.provision.render import _body
+from dlenv.provision.render import body_arg, record_script, step_script
 from dlenv.provision.steps import (
     REBOOT_EXIT,
     REMOTE_INSTALLERS_NAME,
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from dlenv.ssh.target import SshTarget
     from dlenv.terminal import Terminal
 
-LOST = -1
 REBOOT_TIMEOUT = 900
 # The script arrives on stdin and runs from a file (so nothing in it can eat its own text), under
 # a host-wide lock: a step left running by a dropped connection finishes before a re-run goes on.
@@ -71,8 +70,7 @@ REBOOT_MARKER = "/run/dlenv-reboot-pending"
 @dataclass
 class StepState:
     name: str
-    status: str
-    """done | pending | skipped"""
+    status: Literal["done", "pending", "skipped"]
     reason: str = ""
     record: str = ""
 
@@ -126,52 +124,9 @@ def plan_script(stepset: StepSet) -> str:
     lines = [stepset.prelude]
     for step in stepset.active():
         lines.append(
-            f"if bash -eo pipefail -c {_body(step.check)} </dev/null >/dev/null 2>&1; "
+            f"if bash -eo pipefail -c {body_arg(step.check)} </dev/null >/dev/null 2>&1; "
             f"then echo '@@check {step.name} 0'; else echo '@@check {step.name} 1'; fi"
         )
-    return "\n".join(lines) + "\n"
-
-
-def step_script(step: Step) -> str:
-    """Re-check, apply, verify, record. Exits 0 done, REBOOT_EXIT reboot needed, 1 failed.
-
-    Only this wrapper ever exits with REBOOT_EXIT (the apply asks through a marker file), so a
-    tool's own exit code (apt-get's 100) can never be mistaken for a reboot request.
-    """
-    check = f"bash -eo pipefail -c {_body(step.check)} </dev/null >/dev/null 2>&1"
-    return (
-        "\n".join(
-            [
-                "rm -f /run/dlenv/reboot-required",
-                f"if {check}; then",
-                f'  dlenv_log "{step.name}: already done"',
-                "else",
-                "  rc=0",
-                f"  bash -eo pipefail -c {_body(step.apply)} || rc=$?",
-                f'  [ $rc -eq 0 ] || {{ dlenv_log "{step.name}: FAILED (exit $rc)"; exit 1; }}',
-                f"  [ -e /run/dlenv/reboot-required ] && exit {REBOOT_EXIT}",
-                f'  {check} || {{ dlenv_log "{step.name}: applied, but its check still fails"; exit 1; }}',
-                "fi",
-                record_script([step]).rstrip("\n"),
-            ]
-        )
-        + "\n"
-    )
-
-
-def record_script(steps: Sequence[Step]) -> str:
-    """Record steps as done on the host (fingerprint, step digest, time), as every channel does.
-
-    Also used for steps whose check already passes at plan time but that carry no record: a run
-    cut off after a step's apply finished on the host but before it wrote its record (the
-    connection dropped) leaves exactly that, and the rerun must not leave the step unrecorded.
-    """
-    lines = ["mkdir -p /var/lib/dlenv/steps"]
-    lines += [
-        f'echo "$DLENV_FINGERPRINT {step.digest} $(date -u +%Y-%m-%dT%H:%M:%SZ)" '
-        f"> /var/lib/dlenv/steps/{step.name}"
-        for step in steps
-    ]
     return "\n".join(lines) + "\n"
 
 
@@ -211,7 +166,7 @@ class HostRun:
                 self._emit("line", step, line)
 
         res = self.host.sudo(_RUN_FILE, stdin=script, on_line=on_line)
-        if res.exit_code == LOST:
+        if res.lost:
             raise SshError(
                 f"connection lost{' during ' + step if step else ''}",
                 "re-run the same command: finished steps are recorded and it resumes",
@@ -223,7 +178,7 @@ class HostRun:
     def probe(self) -> HostFacts:
         res = self.host.run(PROBE)
         self.log.write(f"== probe (exit {res.exit_code})\n{res.output}")
-        if res.exit_code == LOST:
+        if res.lost:
             raise SshError("connection lost while probing the host", host=self.host.label)
         facts = parse_facts(res.output)
         require_supported(
@@ -306,7 +261,7 @@ class HostRun:
         self._emit("start", step.name)
         self.log.write(f"== {step.name}: apply ({time.strftime('%H:%M:%S')})")
         t0 = time.monotonic()
-        script = stepset.prelude + step_script(step)
+        script = stepset.prelude + step_script(step, reboot="exit")
         res = self._sudo(script, step=step.name, stream=True)
         if res.exit_code == REBOOT_EXIT:
             self._emit("reboot", step.name, "rebooting to load the new kernel modules")
@@ -463,7 +418,6 @@ def provision(
     stack: Stack | None = None,
     trust_new_host_key: bool = False,
     events: EventSink | None = None,
-    host_factory: Callable[[SshTarget], Host] | None = None,
 ) -> list[HostResult]:
     """Provision every target in parallel; returns one HostResult per target (in input order).
 
@@ -489,16 +443,12 @@ def provision(
         run: HostRun | None = None
         host: Host | None = None
         try:
-            if host_factory:
-                host = host_factory(target)
-            else:
-                from dlenv.ssh.session import SshHost
+            from dlenv.ssh.session import SshHost
 
-                host = SshHost(target, trust_on_first_use=trust_new_host_key).connect()
-                if host.recorded_host_key:
-                    sink(
-                        target.label, "note", "", f"new host key recorded: {host.recorded_host_key}"
-                    )
+            ssh = SshHost(target, trust_on_first_use=trust_new_host_key).connect()
+            host = ssh
+            if ssh.recorded_host_key:
+                sink(target.label, "note", "", f"new host key recorded: {ssh.recorded_host_key}")
             run = HostRun(host, stack, options, log=log, events=sink, plan_only=plan_only)
             result = run.execute()
             sink(target.label, "finished", "", "")

@@ -20,7 +20,7 @@ import tarfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlenv.errors import ProvisionError, UsageError
 from dlenv.provision.manifest import Stack, provision_dir
@@ -35,6 +35,11 @@ from dlenv.provision.options import (
 )
 from dlenv.provision.osinfo import HostFacts
 from dlenv.ssh.command import quote
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import jinja2
 
 BASE_PACKAGES = (
     "ca-certificates",
@@ -75,6 +80,14 @@ STEP_DEFS: tuple[StepDef, ...] = (
         tags=("reboot",),
     ),
     StepDef("cuda-toolkit", "CUDA toolkit, nvcc on PATH", profiles=("vm",), gpu_only=True),
+    # Only for hosts launched with an EFA interface (options.efa): not in any other plan.
+    StepDef(
+        "efa",
+        "EFA software (driver, libfabric, Open MPI) for NCCL across nodes",
+        profiles=("vm",),
+        gpu_only=True,
+        tags=("reboot",),
+    ),
     StepDef("python-env", "conda or uv environment"),
     StepDef("pytorch", "torch + torchvision matching the CUDA version"),
     StepDef("jupyterlab", "JupyterLab + ipykernel, kernel registered"),
@@ -131,7 +144,7 @@ class StepSet:
     def active(self) -> list[Step]:
         return [s for s in self.steps if s.skip_reason is None]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Step]:
         return iter(self.steps)
 
 
@@ -144,7 +157,7 @@ def validate_selection(names: tuple[str, ...], flag: str) -> None:
 
 
 @lru_cache(maxsize=1)
-def _jinja_env():  # type: ignore[no-untyped-def]
+def _jinja_env() -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(
@@ -163,7 +176,8 @@ def _jinja_env():  # type: ignore[no-untyped-def]
 
 
 def _render(template: str, context: dict[str, Any]) -> str:
-    return _jinja_env().get_template(template).render(**context).strip() + "\n"
+    text: str = _jinja_env().get_template(template).render(**context)
+    return text.strip() + "\n"
 
 
 FILES_DIR_NAME = "files"
@@ -172,7 +186,7 @@ profile snippets). Shared with the Ansible roles, which render them with the tem
 
 
 @lru_cache(maxsize=1)
-def _files_env():  # type: ignore[no-untyped-def]
+def _files_env() -> jinja2.Environment:
     """Rendering settings equal to Ansible's template module defaults (trim_blocks only)."""
     import jinja2
 
@@ -217,7 +231,8 @@ def render_file(name: str, context: dict[str, Any]) -> str:
     validated values; a line equal to a heredoc delimiter would end the quoted heredoc early, so
     it is refused outright (user-supplied content never goes this way: it is uploaded).
     """
-    text = _files_env().get_template(name).render(**context).rstrip("\n")
+    text: str = _files_env().get_template(name).render(**context)
+    text = text.rstrip("\n")
     if any(line.strip() in HEREDOC_DELIMITERS for line in text.splitlines()):
         raise ValueError(f"{name} renders a heredoc delimiter line")
     return text
@@ -510,6 +525,8 @@ def build_steps(stack: Stack, options: ProvisionOptions, facts: HostFacts | None
         if d.name == "ca-bundle" and not options.ca_bundle:
             continue
         if d.name == "user-packages" and not ctx["user_packages_digest"]:
+            continue
+        if d.name == "efa" and not options.efa:
             continue
         reason = None
         if d.name == "frameworks" and not options.frameworks:

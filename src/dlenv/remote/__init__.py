@@ -1,9 +1,10 @@
-"""How dlenv talks to a machine: one small `Host` protocol with SSH, local and docker-exec variants.
+"""How dlenv talks to a machine: one small `Host` protocol (its one variant is `dlenv.ssh.SshHost`).
 
 Fabric's vocabulary (`run`, `sudo`, `put`, `get`): the provisioner takes a `Host` and never
-cares which variant it is, so the same step code runs over SSH on an EC2 box, locally, or inside
-a container. Port forwarding is only meaningful over SSH: `SshHost.forward_local` (the product's
-tunnel is the system ssh client, see dlenv.ssh.tunnel, so it honours the user's ssh setup).
+cares how commands travel, so tests can hand it a stand-in (a local bash) and the single-script
+channels (Dockerfile, Packer) need no host at all. Port forwarding is only meaningful over SSH:
+`SshHost.forward_local` (the product's tunnel is the system ssh client, see dlenv.ssh.tunnel,
+so it honours the user's ssh setup).
 """
 
 from dlenv.remote.base import CommandResult, Host, LineSink

@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 LineSink = Callable[[str], None]
 """Receives each line of a command's combined output as it arrives (logs, live progress)."""
+
+
+LOST: Final = -1
+"""exit_code of a command whose connection dropped before it finished (no real exit is < 0)."""
+TIMED_OUT: Final = 124
+"""exit_code of a command stopped after its timeout (as timeout(1) reports it)."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,15 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+    @property
+    def lost(self) -> bool:
+        """The connection dropped before the command finished: its outcome is unknown."""
+        return self.exit_code == LOST
+
+    @property
+    def timed_out(self) -> bool:
+        return self.exit_code == TIMED_OUT
 
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.output.rstrip("\n").splitlines()[-lines:])

@@ -93,7 +93,7 @@ def parse_include(text: str, path: Path) -> tuple[list[str], dict[str, str]]:
                     fix,
                 )
             body.append(line)
-            blocks[current] = "\n".join(body) + "\n"
+            blocks[end.group(1)] = "\n".join(body) + "\n"
             current = None
         elif current is not None:
             body.append(line)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from dlenv.errors import (
@@ -131,7 +131,9 @@ def ssh_argv(target: SshTarget, remote: Sequence[Word] | None = None, *pre: str)
     return [*argv, join(remote)] if remote else argv
 
 
-def prepare(target: SshTarget, *, trust_new: bool = False, say=None) -> None:  # type: ignore[no-untyped-def]
+def prepare(
+    target: SshTarget, *, trust_new: bool = False, say: Callable[[str], None] | None = None
+) -> None:
     """Before OpenSSH talks to a `--host` box whose key no store knows yet, run dlenv's host-key
     policy through paramiko (ask on a TTY, refuse with the hint, or record on --trust-new-host-key)
     so that OpenSSH, reading the same files with StrictHostKeyChecking, agrees."""

@@ -171,8 +171,9 @@ def open_socket(target: SshTarget, timeout: float) -> Any:
 
     from dlenv.errors import SshTimeoutError, SshUnreachableError
 
-    if target.proxy_command:
-        return paramiko.ProxyCommand(target.expanded_proxy_command())
+    proxy = target.expanded_proxy_command()
+    if proxy:
+        return paramiko.ProxyCommand(proxy)
     try:
         return socket.create_connection((target.host, target.port), timeout=timeout)
     except TimeoutError:

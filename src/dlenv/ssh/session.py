@@ -28,14 +28,9 @@ from dlenv.errors import (
     SshTimeoutError,
     SshUnreachableError,
 )
-from dlenv.remote.base import CommandResult, LineSink, iter_lines, sudo_wrap
+from dlenv.remote.base import LOST, TIMED_OUT, CommandResult, LineSink, iter_lines, sudo_wrap
 from dlenv.ssh.policy import HostKeyPolicy, transport_factory
 from dlenv.ssh.target import SshTarget
-
-LOST = -1
-"""exit_code of a command whose connection dropped before it finished."""
-TIMED_OUT = 124
-"""exit_code of a command stopped after its timeout (as timeout(1) reports it)."""
 
 
 def proxy_command_for(target: SshTarget) -> str | None:

@@ -140,8 +140,8 @@ class SshTarget:
             .replace("%r", self.user)
         )
 
-    def with_(self, **changes: object) -> SshTarget:
-        return replace(self, **changes)  # type: ignore[arg-type]
+    def with_(self, **changes: Any) -> SshTarget:
+        return replace(self, **changes)
 
     # -- (de)serialisation for the background tunnel's record ----------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -160,9 +160,10 @@ class SshTarget:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SshTarget:
         paths = ("key_file", "known_hosts", "user_known_hosts")
-        return cls(
-            **{k: (Path(v) if k in paths and v else v) for k, v in data.items() if v is not None}
-        )
+        values: dict[str, Any] = {
+            k: (Path(v) if k in paths and v else v) for k, v in data.items() if v is not None
+        }
+        return cls(**values)
 
     @classmethod
     def parse(

@@ -24,18 +24,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dlenv.errors import DlenvError, SshError, UsageError
+from dlenv.errors import DlenvError, SshError, StateFileError, UsageError
 from dlenv.ssh.openssh import classify, prepare, ssh_binary, ssh_options
 from dlenv.ssh.target import SshTarget
+
+if TYPE_CHECKING:
+    from dlenv.provision.jupyter import RemoteJupyter
 
 Say = Callable[[str], None]
 MODULE = "dlenv.ssh.tunnel"
 
 
 # -- Jupyter on the remote side -----------------------------------------------------------
-def fetch_token(target: SshTarget, jup: Any, name_hint: str) -> str:
+def fetch_token(target: SshTarget, jup: RemoteJupyter, name_hint: str) -> str:
     """Check the service answers, then read the token: one ssh round trip (see RemoteJupyter)."""
     from dlenv.ssh.openssh import run_remote
 
@@ -80,6 +83,12 @@ class TunnelSpec:
     local_port: int
     remote_port: int
     url: str
+    refresh: dict[str, str] | None = None
+    """How a background supervisor finds the target's current address before it reconnects
+    (an EC2 environment's public IP changes on every start): `resolver` names a function
+    `module:function(target, refresh) -> SshTarget | None` of a layer above this one (None: not
+    reachable now), the other keys are its arguments. The host key stays checked under the
+    target's alias, so a new address never means a new, unverified key."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -89,6 +98,7 @@ class TunnelSpec:
                 "local_port": self.local_port,
                 "remote_port": self.remote_port,
                 "url": self.url,
+                "refresh": self.refresh,
             }
         )
 
@@ -101,6 +111,9 @@ class TunnelSpec:
             local_port=int(data["local_port"]),
             remote_port=int(data["remote_port"]),
             url=str(data["url"]),
+            refresh={str(k): str(v) for k, v in data["refresh"].items()}
+            if isinstance(data.get("refresh"), dict)
+            else None,
         )
 
 
@@ -122,12 +135,29 @@ def supervise(
     *,
     max_restarts: int | None = None,
     stop: Callable[[], bool] = lambda: False,
+    resolve: Callable[[SshTarget], SshTarget | None] | None = None,
 ) -> None:
-    """Keep `ssh -L` running; when the link drops, reconnect with backoff until stopped."""
+    """Keep `ssh -L` running; when the link drops, reconnect with backoff until stopped.
+
+    `resolve` (background tunnels to environments) gives the target's current address before
+    each reconnect, or None while it is not running (a stopped or interrupted spot instance):
+    the supervisor then waits and asks again instead of dialling an address that is gone."""
+    import dataclasses
+
     prepare(spec.target)
     restarts = 0
     delay = 1.0
     while not stop():
+        if restarts and resolve is not None:
+            current = resolve(spec.target)
+            if current is None:
+                say(f"{spec.name} is not running now; asking again in {delay:.0f}s")
+                time.sleep(delay)
+                delay = min(delay * 2, 30)
+                continue
+            if current.host != spec.target.host:
+                say(f"{spec.name} is now at {current.host}; reconnecting there")
+                spec = dataclasses.replace(spec, target=current)
         started = time.monotonic()
         proc = subprocess.Popen(
             ssh_forward_command(spec), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -216,11 +246,11 @@ def _load(path: Path, say: Say | None) -> dict[str, Any] | None:
                 if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
                     problem = f"has no valid {key!r}"
                     break
-    except DlenvError as exc:
-        problem = exc.message.removeprefix("tunnel record ").removeprefix(str(path)).strip()
+    except StateFileError as exc:
+        problem = exc.problem or exc.message
     except ValueError:
         problem = "is not valid JSON"
-    if problem is None:
+    if problem is None and isinstance(record, dict):
         return record
     _say(say, f"tunnel record {path} {problem}: removed it (close a tunnel left running by hand)")
     path.unlink(missing_ok=True)
@@ -314,6 +344,31 @@ def stop_background(name: str | None = None, say: Say | None = None) -> list[str
     return stopped
 
 
+def _resolver(spec: TunnelSpec, say: Say) -> Callable[[SshTarget], SshTarget | None] | None:
+    """The address lookup `spec.refresh` names (imported by name: this layer knows no AWS)."""
+    if not spec.refresh or ":" not in spec.refresh.get("resolver", ""):
+        return None
+    import importlib
+
+    module, _, function = spec.refresh["resolver"].partition(":")
+    if not module.startswith("dlenv."):
+        return None  # only dlenv's own code; the record is ours, but keep the rule simple
+    found = getattr(importlib.import_module(module), function)
+    refresh = spec.refresh
+
+    def resolve(target: SshTarget) -> SshTarget | None:
+        try:
+            resolved: SshTarget | None = found(target, refresh)  # (imported by name: Any)
+            return resolved
+        except DlenvError as exc:  # AWS unreachable for a moment: keep the old address
+            say(
+                f"could not look up {spec.name}'s address ({exc.one_line()}); keeping {target.host}"
+            )
+            return target
+
+    return resolve
+
+
 def _daemon(name: str) -> None:
     spec = TunnelSpec.from_json(sys.stdin.read())
     if spec.name != name:
@@ -325,8 +380,14 @@ def _daemon(name: str) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_term)
+    resolve = _resolver(spec, lambda msg: print(msg, flush=True))
     try:
-        supervise(spec, lambda msg: print(msg, flush=True), stop=lambda: stopping["flag"])
+        supervise(
+            spec,
+            lambda msg: print(msg, flush=True),
+            stop=lambda: stopping["flag"],
+            resolve=resolve,
+        )
     except DlenvError as exc:
         print(f"error: {exc.one_line()} ({exc.hint})", flush=True)
         sys.exit(1)

@@ -11,6 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dlenv.errors import (
     HostKeyChangedError,
@@ -20,6 +21,9 @@ from dlenv.errors import (
     SshUnreachableError,
 )
 from dlenv.ssh.target import SshTarget
+
+if TYPE_CHECKING:
+    import paramiko
 
 Say = Callable[[str], None]
 
@@ -45,7 +49,7 @@ def wait_for_port(target: SshTarget, deadline: float) -> None:
             delay = min(delay * 1.5, 10)
 
 
-def _connect(target: SshTarget, tofu: bool, say: Say):  # type: ignore[no-untyped-def]
+def _connect(target: SshTarget, tofu: bool, say: Say) -> paramiko.SSHClient:
     """A paramiko client logged in to `target`, its host key decided by THE policy (EC2: no
     prompt; an unknown key is recorded only when `tofu`, i.e. the console never gave keys)."""
     import paramiko
@@ -55,7 +59,8 @@ def _connect(target: SshTarget, tofu: bool, say: Say):  # type: ignore[no-untype
     client = paramiko.SSHClient()
     policy = HostKeyPolicy(target, trust_new=tofu, ask=False)
     client.set_missing_host_key_policy(policy)
-    sock = paramiko.ProxyCommand(target.expanded_proxy_command()) if target.proxy_command else None
+    proxy = target.expanded_proxy_command()
+    sock = paramiko.ProxyCommand(proxy) if proxy else None
     try:
         client.connect(
             target.host,

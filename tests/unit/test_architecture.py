@@ -1,0 +1,167 @@
+"""ARCHITECTURE.md's import rules, checked on the source: the document stays true or this fails.
+
+Every import statement of src/ is read with `ast` (including those inside functions and under
+TYPE_CHECKING: a deferred import is still a dependency), so the rules hold for the code as
+written, not for what one test run happens to import.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
+
+LAYERS: dict[str, tuple[int, frozenset[str]]] = {
+    # name: (rank, the top-level packages and modules of `dlenv` in it)
+    "entry": (5, frozenset({"__main__"})),
+    "cli": (4, frozenset({"cli"})),
+    "orchestration": (
+        3,
+        frozenset(
+            {
+                "ops",
+                # still loose at the top; ARCHITECTURE.md says where each moves in ops/
+                "lifecycle",
+                "bake",
+                "doctor",
+                "jupyter_access",
+                "smoke",
+                "sync",
+                "targets",
+            }
+        ),
+    ),
+    "services": (2, frozenset({"cloud", "ssh", "provision", "containers", "remote"})),
+    "foundation": (
+        1,
+        frozenset({"__init__", "config", "errors", "paths", "terminal", "statefile"}),
+    ),
+}
+"""A module may import its own layer and the layers below it, never one above (ARCHITECTURE.md)."""
+
+RANK = {part: rank for rank, parts in LAYERS.values() for part in parts}
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, absolute module name) for every import in the file; relative imports resolved."""
+    package = ".".join(path.relative_to(SRC).with_suffix("").parts[:-1])
+    return _parse(path.read_text(), package)
+
+
+def _parse(text: str, package: str) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            yield node.lineno, module
+            for alias in node.names:  # `from dlenv import lifecycle` imports dlenv.lifecycle
+                yield node.lineno, f"{module}.{alias.name}"
+
+
+def _modules(package: str) -> list[tuple[str, Path]]:
+    return [
+        (".".join(p.relative_to(SRC).with_suffix("").parts), p)
+        for p in sorted((SRC / package).rglob("*.py"))
+    ]
+
+
+def _top(module: str) -> str:
+    """`dlenv.cloud.launch` -> `cloud`; `dlenv.lifecycle` -> `lifecycle`; `dlenv` -> `__init__`."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _breaks(rule: str, module: str, imported: str) -> bool:
+    """Whether `module` importing `imported` breaks `rule`."""
+    root = imported.split(".")[0]
+    if rule == "aws":
+        return root in {"boto3", "botocore"} and _top(module) != "cloud"
+    if rule == "click":
+        return root == "click" and _top(module) != "cli"
+    if rule == "smoke":
+        return module.startswith("dlenv_smoke") and root == "dlenv"
+    assert rule == "layers"
+    if not (module.startswith("dlenv.") and root == "dlenv"):
+        return False
+    mine, theirs = RANK.get(_top(module)), RANK.get(_top(imported))
+    return mine is not None and theirs is not None and theirs > mine
+
+
+@lru_cache(maxsize=1)
+def _all_imports() -> list[tuple[str, str, str]]:
+    """(module, "file:line", imported module) for every import of src/, parsed once."""
+    return [
+        (module, f"{path.relative_to(ROOT)}:{line}", imported)
+        for module, path in _modules("dlenv") + _modules("dlenv_smoke")
+        for line, imported in _imports(path)
+    ]
+
+
+def _violations(rule: str) -> list[str]:
+    return [
+        f"{where} imports {imported}"
+        for module, where, imported in _all_imports()
+        if _breaks(rule, module, imported)
+    ]
+
+
+def test_a_rule_breaker_is_seen() -> None:
+    assert _breaks("aws", "dlenv.lifecycle", "botocore.exceptions")
+    assert not _breaks("aws", "dlenv.cloud.launch", "botocore.exceptions")
+    assert _breaks("click", "dlenv.ops.move", "click")
+    assert _breaks("layers", "dlenv.provision.runner", "dlenv.lifecycle")
+    assert _breaks("layers", "dlenv.config", "dlenv.ssh.target")
+    assert not _breaks("layers", "dlenv.cli.up", "dlenv.provision.runner")
+    assert _breaks("smoke", "dlenv_smoke.job", "dlenv.errors")
+
+
+def test_every_package_and_top_level_module_has_a_layer() -> None:
+    """A new package or loose module must be placed (here and in ARCHITECTURE.md) to exist."""
+    tops = {p.stem for p in (SRC / "dlenv").glob("*.py")}
+    tops |= {p.name for p in (SRC / "dlenv").iterdir() if (p / "__init__.py").is_file()}
+    assert tops - set(RANK) == set(), "place it in a layer in ARCHITECTURE.md and in LAYERS"
+    assert set(RANK) - tops == set(), "LAYERS names something that no longer exists"
+
+
+def test_architecture_md_names_every_package_and_loose_module() -> None:
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    missing = [t for t in RANK if t not in {"__init__", "__main__"} and f"`{t}" not in text]
+    assert missing == [], f"ARCHITECTURE.md does not mention {missing}"
+
+
+@pytest.mark.parametrize(
+    ("rule", "meaning"),
+    [
+        ("aws", "only dlenv.cloud talks to AWS (imports boto3/botocore)"),
+        ("click", "only dlenv.cli imports click: library code raises DlenvError, never click's"),
+        ("smoke", "dlenv_smoke runs alone on the instance: it imports nothing of dlenv"),
+        ("layers", "imports point down: cli -> orchestration -> services -> foundation"),
+    ],
+)
+def test_import_rule(rule: str, meaning: str) -> None:
+    assert _violations(rule) == [], meaning
+
+
+def test_the_parser_sees_deferred_and_relative_imports() -> None:
+    """So that no rule passes by blindness: imports inside functions, `from . import`."""
+    names = {name for _, name in _imports(SRC / "dlenv" / "cloud" / "session.py")}
+    assert {"boto3", "botocore.exceptions", "dlenv.errors.UsageError"} <= names
+    text = "def f() -> None:\n    from ..cli import _app\n    from . import launch\n"
+    assert set(_parse(text, "dlenv.cloud")) == {
+        (2, "dlenv.cli"),
+        (2, "dlenv.cli._app"),
+        (3, "dlenv.cloud"),
+        (3, "dlenv.cloud.launch"),
+    }
