@@ -300,8 +300,8 @@ def test_what_the_template_reads_from_the_scripts(gpu_scripts, cpu_scripts):
 
 @needs_packer
 def test_tags_are_the_ones_dlenv_ami_bake_sets(gpu_scripts):
-    from dlenv.bake import image_tags
     from dlenv.cloud.images import image_name
+    from dlenv.ops.bake import image_tags
     from dlenv.provision.manifest import load_stack
 
     stack = load_stack()
@@ -361,9 +361,10 @@ def test_dlenv_up_picks_the_packer_image(gpu_scripts, tmp_path, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         ids = seed_ubuntu("us-east-1")
-        from dlenv import config, lifecycle
+        from dlenv import config
         from dlenv.cloud import images
         from dlenv.cloud.session import Aws
+        from dlenv.ops import lifecycle
         from dlenv.terminal import Terminal
 
         aws = Aws(region="us-east-1")

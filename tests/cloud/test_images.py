@@ -56,7 +56,7 @@ def test_find_baked_matches_stack_base_python_and_prefers_the_newest(aws):
 
 
 def test_up_launches_from_the_matching_baked_image_unless_told_not_to(aws, settings, terminal):
-    from dlenv import lifecycle
+    from dlenv.ops import lifecycle
 
     stack = lifecycle.stack_fingerprint()
     image_id = _baked(aws, stack=stack, python=settings.python, when="20260101")

@@ -6,8 +6,8 @@ import botocore.exceptions
 import pytest
 
 from awsfake import dlenv_resources
-from dlenv import lifecycle
 from dlenv.errors import AwsError, CapacityError, UsageError
+from dlenv.ops import lifecycle
 
 
 def _describe(aws, instance_id):

@@ -6,9 +6,9 @@ import pytest
 from botocore.stub import Stubber
 
 from awsfake import dlenv_resources, put_public_parameter
-from dlenv import lifecycle
 from dlenv.cloud import ami, quota
 from dlenv.errors import AwsError
+from dlenv.ops import lifecycle
 
 NOTHING = {"instances": [], "security_groups": [], "key_pairs": [], "volumes": []}
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from awsfake import dlenv_resources
-from dlenv import lifecycle
 from dlenv.cloud import keys
 from dlenv.errors import NotFoundError, SshError, UsageError
+from dlenv.ops import lifecycle
 
 TAGS = [{"Key": "dlenv:name", "Value": "box"}]
 NEEDS_SSH_KEYGEN = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="no ssh-keygen")

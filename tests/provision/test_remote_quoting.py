@@ -25,8 +25,8 @@ from dlenv.provision.options import ProvisionOptions, check_upload_name
 from dlenv.provision.osinfo import HostFacts, OsInfo
 from dlenv.provision.runner import sync_files
 from dlenv.provision.steps import build_steps
-from dlenv.remote.base import CommandResult, LineSink
 from dlenv.ssh.command import chain, join, quote
+from dlenv.ssh.host import CommandResult, LineSink
 
 CANARY = "CANARY"
 HOSTILE = {
@@ -292,7 +292,7 @@ def test_accepted_unusual_user_renders_and_parses(tmp_path: Path) -> None:
 # -- other command lines built from values ----------------------------------------------------
 @pytest.mark.parametrize("value", HOSTILE.values(), ids=HOSTILE.keys())
 def test_smoke_remote_command_passes_args_verbatim(value: str, tmp_path: Path) -> None:
-    from dlenv import smoke
+    from dlenv.ops import smoke
 
     # the "python" (a path with spaces and shell syntax) prints the argv it was given
     where = tmp_path / "env $(touch CANARY); `reboot`" / "bin"

@@ -271,7 +271,7 @@ def test_a_baked_ami_is_tagged_with_the_digest_the_step_records(tmp_path) -> Non
     import datetime as dt
     from types import SimpleNamespace
 
-    from dlenv.bake import image_tags as ami_tags
+    from dlenv.ops.bake import image_tags as ami_tags
 
     path = reqs(tmp_path, "six==1.17.0\n")
     opts = ProvisionOptions(python="uv", requirements=path)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from dlenv import smoke
+from dlenv.ops import smoke
 from smoke.smokejob import SRC, clean_env
 
 

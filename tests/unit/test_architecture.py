@@ -21,23 +21,8 @@ LAYERS: dict[str, tuple[int, frozenset[str]]] = {
     # name: (rank, the top-level packages and modules of `dlenv` in it)
     "entry": (5, frozenset({"__main__"})),
     "cli": (4, frozenset({"cli"})),
-    "orchestration": (
-        3,
-        frozenset(
-            {
-                "ops",
-                # still loose at the top; ARCHITECTURE.md says where each moves in ops/
-                "lifecycle",
-                "bake",
-                "doctor",
-                "jupyter_access",
-                "smoke",
-                "sync",
-                "targets",
-            }
-        ),
-    ),
-    "services": (2, frozenset({"cloud", "ssh", "provision", "containers", "remote"})),
+    "orchestration": (3, frozenset({"ops"})),
+    "services": (2, frozenset({"cloud", "ssh", "provision", "containers"})),
     "foundation": (
         1,
         frozenset({"__init__", "config", "errors", "paths", "terminal", "statefile"}),
@@ -66,7 +51,7 @@ def _parse(text: str, package: str) -> Iterator[tuple[int, str]]:
             else:
                 module = node.module or ""
             yield node.lineno, module
-            for alias in node.names:  # `from dlenv import lifecycle` imports dlenv.lifecycle
+            for alias in node.names:  # `from dlenv.ops import move` imports dlenv.ops.move
                 yield node.lineno, f"{module}.{alias.name}"
 
 
@@ -78,7 +63,7 @@ def _modules(package: str) -> list[tuple[str, Path]]:
 
 
 def _top(module: str) -> str:
-    """`dlenv.cloud.launch` -> `cloud`; `dlenv.lifecycle` -> `lifecycle`; `dlenv` -> `__init__`."""
+    """`dlenv.cloud.launch` -> `cloud`; `dlenv.ops.move` -> `ops`; `dlenv` -> `__init__`."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
 
@@ -118,10 +103,10 @@ def _violations(rule: str) -> list[str]:
 
 
 def test_a_rule_breaker_is_seen() -> None:
-    assert _breaks("aws", "dlenv.lifecycle", "botocore.exceptions")
+    assert _breaks("aws", "dlenv.ops.lifecycle", "botocore.exceptions")
     assert not _breaks("aws", "dlenv.cloud.launch", "botocore.exceptions")
     assert _breaks("click", "dlenv.ops.move", "click")
-    assert _breaks("layers", "dlenv.provision.runner", "dlenv.lifecycle")
+    assert _breaks("layers", "dlenv.provision.runner", "dlenv.ops.lifecycle")
     assert _breaks("layers", "dlenv.config", "dlenv.ssh.target")
     assert not _breaks("layers", "dlenv.cli.up", "dlenv.provision.runner")
     assert _breaks("smoke", "dlenv_smoke.job", "dlenv.errors")

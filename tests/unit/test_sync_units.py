@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dlenv import sync
+from dlenv.ops import sync
 
 
 @pytest.mark.parametrize(

@@ -131,7 +131,7 @@ def test_openssh_failures_are_typed_once(stderr, kind):
 def test_jupyter_needs_exactly_one_target(tmp_path, monkeypatch):
     from dlenv import config
     from dlenv.errors import UsageError
-    from dlenv.targets import resolve_target
+    from dlenv.ops.targets import resolve_target
     from dlenv.terminal import Terminal
 
     with pytest.raises(UsageError, match="NAME or --host"):

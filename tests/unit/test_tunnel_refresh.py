@@ -26,7 +26,7 @@ def _target(tmp_path: Path, host: str = "54.1.2.3") -> SshTarget:
 
 
 def test_spec_carries_its_refresh_through_the_supervisors_stdin(tmp_path: Path) -> None:
-    refresh = {"resolver": "dlenv.jupyter_access:current_target", "region": "us-east-1"}
+    refresh = {"resolver": "dlenv.ops.jupyter_access:current_target", "region": "us-east-1"}
     spec = tunnel.TunnelSpec("box", _target(tmp_path), 18888, 8888, "http://x", refresh=refresh)
     again = tunnel.TunnelSpec.from_json(spec.to_json())
     assert again.refresh == refresh and again.target == spec.target
@@ -39,7 +39,7 @@ def test_only_dlenv_resolvers_are_imported(tmp_path: Path) -> None:
         "box", _target(tmp_path), 1, 2, "u", refresh={"resolver": "os:system", "region": "x"}
     )
     assert tunnel._resolver(spec, print) is None
-    spec.refresh = {"resolver": "dlenv.jupyter_access:current_target", "region": "us-east-1"}
+    spec.refresh = {"resolver": "dlenv.ops.jupyter_access:current_target", "region": "us-east-1"}
     assert callable(tunnel._resolver(spec, print))
 
 

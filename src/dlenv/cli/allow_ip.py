@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @click.pass_obj
 def allow_ip(app: App, /, name: str, **flags: Any) -> None:
     """Replace NAME's SSH ingress rule with your current public IP (/32) or --allow-cidr."""
-    from dlenv.lifecycle import allow_ip as allow
+    from dlenv.ops.lifecycle import allow_ip as allow
 
     cidr = allow(name, app.settings(**flags), app.terminal)
     app.terminal.success(f"{name}: SSH now allowed from {cidr} only")

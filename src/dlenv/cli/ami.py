@@ -60,7 +60,7 @@ def bake(app: App, /, builder: str | None, yes: bool, as_json: bool, **flags: An
     The builder and its security group and key pair are removed whether the bake succeeds or
     fails; an unfinished image is deregistered.
     """
-    from dlenv.bake import bake as run_bake
+    from dlenv.ops.bake import bake as run_bake
 
     stack_flags = {k: flags.pop(k) for k in STACK_FLAGS}
     settings = app.settings(**flags)
@@ -95,7 +95,7 @@ def list_images(app: App, /, as_json: bool, **aws_flags: Any) -> None:
     """Baked images in the region: stack (current or old), base, Python, size, storage $/month."""
     from dlenv.cloud import images
     from dlenv.cloud.session import from_settings
-    from dlenv.lifecycle import stack_fingerprint
+    from dlenv.ops.lifecycle import stack_fingerprint
 
     settings = app.settings(**aws_flags)
     aws = from_settings(settings)

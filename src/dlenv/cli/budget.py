@@ -44,7 +44,7 @@ def budget(
     from dlenv.cloud import instances
     from dlenv.cloud.session import from_settings
     from dlenv.errors import DlenvError, UsageError
-    from dlenv.lifecycle import target_of_running
+    from dlenv.ops.lifecycle import target_of_running
     from dlenv.provision import idle
 
     if usd and off:

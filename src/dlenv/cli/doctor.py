@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 @click.pass_obj
 def doctor(app: App, /, no_aws: bool, as_json: bool, **aws_flags: Any) -> None:
     """Check that this machine and AWS account can run dlenv; exit 1 if anything fails."""
-    from dlenv.doctor import run_checks
+    from dlenv.ops.doctor import run_checks
 
     checks = run_checks(app.settings(**aws_flags), aws=not no_aws)
     failed = [c for c in checks if c.status == "FAIL"]

@@ -45,9 +45,9 @@ def down(
     non-zero when any was not removed. A cluster (`up NAME --nodes N`) goes whole: every node,
     its placement group and its security groups, also when a node is already gone.
     """
-    from dlenv import lifecycle
     from dlenv.cloud.session import from_settings
     from dlenv.errors import DlenvError, NotFoundError
+    from dlenv.ops import lifecycle
 
     for name in names:  # every name is checked before anything is changed
         lifecycle.validate_name(name)
@@ -120,8 +120,8 @@ def _down_cluster(name: str, settings: Settings, term: Terminal, keep_key: bool)
 
 def _refuse_unsaved_work(names: tuple[str, ...], settings: Settings, term: Terminal) -> None:
     """Every name's ~/work checked before anything is terminated; one refusal stops them all."""
-    from dlenv import sync
     from dlenv.errors import DlenvError
+    from dlenv.ops import sync
 
     refused: list[tuple[str, DlenvError]] = []
     for name in names:

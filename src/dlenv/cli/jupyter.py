@@ -61,7 +61,7 @@ def jupyter(
             f"closed: {', '.join(closed)}" if closed else "no background tunnel was open"
         )
         return
-    from dlenv.jupyter_access import open_jupyter
+    from dlenv.ops.jupyter_access import open_jupyter
 
     open_jupyter(
         name,

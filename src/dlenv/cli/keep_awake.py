@@ -54,8 +54,8 @@ def keep_awake(
             "dlenv keep-awake NAME 3h, or dlenv keep-awake NAME --off",
         )
     seconds = idle.parse_duration(duration) if duration else 0
+    from dlenv.ops.targets import resolve_target
     from dlenv.ssh.session import SshHost
-    from dlenv.targets import resolve_target
 
     label, target = resolve_target(
         name,

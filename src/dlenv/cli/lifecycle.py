@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 def stop(app: App, /, name: str, **aws_flags: Any) -> None:
     """Stop NAME: the disk and everything on it (~/work, installed packages) stay; compute
     billing stops (the disk's storage is still billed)."""
-    from dlenv import lifecycle
-    from dlenv.sync import work_dir
+    from dlenv.ops import lifecycle
+    from dlenv.ops.sync import work_dir
 
     env = lifecycle.stop(name, app.settings(**aws_flags), app.terminal)
     app.terminal.success(
@@ -50,7 +50,7 @@ def stop(app: App, /, name: str, **aws_flags: Any) -> None:
 @click.pass_obj
 def start(app: App, /, name: str, instance_type: str | None, move: bool, **aws_flags: Any) -> None:
     """Start a stopped environment NAME (its IP changes; ssh config is updated)."""
-    from dlenv import lifecycle
+    from dlenv.ops import lifecycle
 
     if move:
         from dlenv.errors import UsageError

@@ -39,7 +39,7 @@ def setting_option(*decls: str, setting: str, help: str, **kwargs: Any) -> Calla
 
 def host_options(func: F) -> F:
     """--host USER@HOST[:PORT], -i KEY and --trust-new-host-key: a command that reaches any SSH
-    box as well as an environment (the values go to `dlenv.targets.resolve_target`)."""
+    box as well as an environment (the values go to `dlenv.ops.targets.resolve_target`)."""
     func = click.option(
         "--trust-new-host-key",
         is_flag=True,

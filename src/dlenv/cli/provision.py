@@ -209,7 +209,7 @@ def provision(
     if name:
         from dlenv.cloud import instances
         from dlenv.cloud.session import from_settings
-        from dlenv.lifecycle import target_of_running, with_env_choices
+        from dlenv.ops.lifecycle import target_of_running, with_env_choices
         from dlenv.statefile import env_lock
 
         # held until the command ends (click closes it): provisioning NAME is a mutation of it
@@ -241,7 +241,7 @@ def provision(
         _report(terminal, results, plan)
     raise_for_failures(results)
     if name and not plan:
-        from dlenv.lifecycle import record_choices
+        from dlenv.ops.lifecycle import record_choices
 
         record_choices(name, settings, env.instance_id)
 

@@ -105,8 +105,8 @@ def smoke_test(
     dlenv smoke-test mycluster --nodes         across every node of a cluster (`up --nodes`)
     dlenv smoke-test --host u@h1 --host u@h2 -i key --nodes
     """
-    from dlenv import smoke
     from dlenv.errors import UsageError
+    from dlenv.ops import smoke
 
     if nodes:
         _cluster(
@@ -138,7 +138,7 @@ def smoke_test(
         raise UsageError(f"{' and '.join(chosen)} both say where to run; give only one")
     args = smoke.job_args(as_json=as_json, quick=quick, device=device, expect_gpus=expect_gpus)
     if not local:
-        from dlenv.targets import resolve_target
+        from dlenv.ops.targets import resolve_target
 
         _, target = resolve_target(
             name,

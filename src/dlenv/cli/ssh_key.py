@@ -39,7 +39,7 @@ def import_key(app: App, /, name: str, file: Path, force: bool, **aws_flags: Any
     """
     from dlenv.cloud import keys
     from dlenv.cloud.session import from_settings
-    from dlenv.lifecycle import validate_name
+    from dlenv.ops.lifecycle import validate_name
     from dlenv.statefile import env_lock
 
     validate_name(name)
@@ -61,7 +61,7 @@ def path(app: App, /, name: str) -> None:
     """Print where NAME's private key is on this machine (to copy it to another one)."""
     from dlenv.cloud.keys import private_key_path
     from dlenv.errors import NotFoundError
-    from dlenv.lifecycle import validate_name
+    from dlenv.ops.lifecycle import validate_name
 
     key = private_key_path(validate_name(name))
     if not key.is_file():

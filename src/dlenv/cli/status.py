@@ -41,7 +41,7 @@ def status(app: App, /, name: str | None, read_idle: bool, as_json: bool, **aws_
     """
     from dlenv.cloud import catalog, images, instances
     from dlenv.cloud.session import from_settings
-    from dlenv.lifecycle import stack_fingerprint
+    from dlenv.ops.lifecycle import stack_fingerprint
     from dlenv.provision.idle import BUDGET_TAG
 
     settings = app.settings(**aws_flags)

@@ -51,8 +51,8 @@ def sync(
     is never overwritten; nothing is deleted unless --delete (which lists what would go first).
     `dlenv down` refuses while files in ~/work changed since the last `sync --down`.
     """
-    from dlenv import sync as syncing
     from dlenv.errors import UsageError
+    from dlenv.ops import sync as syncing
 
     if host and name:  # `dlenv sync --host u@h DIR --up`: the folder lands in NAME
         if local_dir is not None:
@@ -79,7 +79,7 @@ def sync(
         remote = syncing.host_remote(host, identity, settings, term, trust_new=trust_new_host_key)
     else:
         assert name is not None  # exactly one of NAME and --host: checked above
-        from dlenv import lifecycle
+        from dlenv.ops import lifecycle
 
         lifecycle.validate_name(name)
         from dlenv.ops.nodes import cluster_member_names

@@ -12,7 +12,7 @@ from dlenv.cli.provision import STACK_FLAGS, stack_options
 if TYPE_CHECKING:
     from dlenv.cli._app import App
     from dlenv.config import Settings
-    from dlenv.lifecycle import UpResult
+    from dlenv.ops.lifecycle import UpResult
     from dlenv.terminal import Terminal
 
 
@@ -144,9 +144,9 @@ def up(
     """
     import contextlib
 
-    from dlenv import lifecycle
     from dlenv.cli.provision import build_options
     from dlenv.errors import DlenvError
+    from dlenv.ops import lifecycle
     from dlenv.statefile import env_lock
 
     stack_flags = {k: flags.pop(k) for k in STACK_FLAGS}
@@ -157,7 +157,7 @@ def up(
             f"drop one; later: `dlenv provision {name}` then `dlenv sync {name} DIR --up`",
         )
     if workdir:
-        from dlenv.sync import local_rsync
+        from dlenv.ops.sync import local_rsync
 
         local_rsync()  # missing rsync: one line before anything is launched
     settings = app.settings(**flags)
@@ -198,7 +198,7 @@ def _up_locked(
     """Launch (or resume) every name, then provision them; the caller holds their locks."""
     import copy
 
-    from dlenv import lifecycle
+    from dlenv.ops import lifecycle
 
     results: list[tuple[str, Settings, UpResult]] = []
     for each in names:
@@ -285,7 +285,7 @@ def _cluster(
 
 def _upload(names: list[str], workdir: str, settings: Settings, term: Terminal) -> None:
     """`--workdir DIR`: DIR into each environment's ~/work (the sync's rules: .gitignore...)."""
-    from dlenv import sync
+    from dlenv.ops import sync
 
     for each in names:
         remote = sync.environment_remote(each, settings, term)
@@ -306,8 +306,8 @@ def _provision(
     `efa`: the hosts have EFA interfaces (a cluster's nodes): the plan includes the efa step."""
     import dataclasses
 
-    from dlenv import lifecycle
     from dlenv.cli.provision import build_options
+    from dlenv.ops import lifecycle
     from dlenv.provision import runner
 
     if len(results) == 1:

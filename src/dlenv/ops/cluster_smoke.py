@@ -170,7 +170,7 @@ def upload(nodes: Sequence[Node]) -> None:
     same verified ssh path (a tar on stdin: no file name reaches a shell)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from dlenv.smoke import package_files
+    from dlenv.ops.smoke import package_files
     from dlenv.ssh.command import join
 
     buf = io.BytesIO()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from dlenv.cloud.instances import Environment
     from dlenv.cloud.session import Aws
     from dlenv.config import Settings
-    from dlenv.lifecycle import UpResult
+    from dlenv.ops.lifecycle import UpResult
     from dlenv.terminal import Terminal
 
 MIN_NODES = 2
@@ -55,8 +55,8 @@ def check_request(name: str, nodes: int, settings: Settings, efa: bool | None) -
 
     `efa`: None = on where the type supports it; True on a type without EFA is refused.
     """
-    from dlenv import lifecycle
     from dlenv.cloud import catalog
+    from dlenv.ops import lifecycle
 
     if not MIN_NODES <= nodes <= MAX_NODES:
         raise UsageError(
@@ -180,7 +180,7 @@ def _ready(
     """Every node's ssh entry written and (unless told not to) its SSH login proven, in parallel.
 
     Host keys come from each instance's own console, exactly as for one environment."""
-    from dlenv import lifecycle
+    from dlenv.ops import lifecycle
 
     _share_key(name, [e.name for e in envs], aws.region_name)
 
@@ -253,9 +253,9 @@ def _common_tags(
     request: ClusterRequest, user: str, os_name: str, settings: Settings, launch_id: str
 ) -> list[dict[str, str]]:
     """The tags every resource of this launch carries (the per-node name and rank follow)."""
-    from dlenv import lifecycle
     from dlenv.cloud import cluster, launch
     from dlenv.cloud.instances import TAG_NAME
+    from dlenv.ops import lifecycle
 
     base = lifecycle._tags(request.name, user, os_name, lifecycle.stack_fingerprint(), settings)
     tags = [t for t in base if t["Key"] not in {TAG_NAME, "Name"}]
@@ -292,8 +292,8 @@ def _launch(
 ) -> list[Environment]:
     """Create key pair, groups and placement group, then all N nodes in one call; any failure
     or interrupt before every node runs undoes all of it."""
-    from dlenv import lifecycle
     from dlenv.cloud import cluster, keys, launch, network, quota
+    from dlenv.ops import lifecycle
 
     itype, n = request.itype, request.nodes
     region = aws.region_name
@@ -409,8 +409,8 @@ def _capacity_error(request: ClusterRequest, region: str, exc: CapacityError) ->
 
 def _rollback(aws: Aws, name: str, made: _Created, terminal: Terminal) -> bool:
     """Undo what `made` records, nodes first (by the launch tag); True when all of it went."""
-    from dlenv import lifecycle
     from dlenv.cloud import cluster, keys
+    from dlenv.ops import lifecycle
 
     try:
         nodes = cluster.list_nodes(aws, name, launch_id=made.launch_id)
@@ -511,9 +511,9 @@ def down(
 
     Finishes when nodes are already gone; a rerun after an interrupt removes what is left.
     """
-    from dlenv import lifecycle
     from dlenv.cloud import cluster, instances, keys, network
     from dlenv.cloud.session import from_settings
+    from dlenv.ops import lifecycle
     from dlenv.statefile import env_lock
 
     lifecycle.validate_name(name)

@@ -220,7 +220,7 @@ def _finish(
     """Step 4: the new instance runs; remove the old one, then the image and snapshot, then
     the move's tags (last: until then a rerun finds the move and finishes it)."""
     from dlenv.cloud import move as cloud_move
-    from dlenv.lifecycle import _target
+    from dlenv.ops.lifecycle import _target
     from dlenv.ssh import config as ssh_config
     from dlenv.ssh.known_hosts import remove_host
 

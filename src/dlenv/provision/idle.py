@@ -164,7 +164,7 @@ def apply_budget(target: SshTarget, amount: float | None, price_per_hour: float)
     Raises DlenvError with the host's last line when the write fails (no passwordless sudo).
     """
     from dlenv.errors import DlenvError
-    from dlenv.remote.base import sudo_wrap
+    from dlenv.ssh.host import sudo_wrap
     from dlenv.ssh.session import SshHost
 
     command = clear_budget_command() if amount is None else budget_command(amount, price_per_hour)

@@ -17,7 +17,7 @@ from dlenv.provision.manifest import Stack
 from dlenv.provision.options import ProvisionOptions
 from dlenv.provision.render import body_arg
 from dlenv.provision.steps import _render, build_context
-from dlenv.remote.base import Host
+from dlenv.ssh.host import Host
 
 CLEANUP = "image-cleanup"
 CHECKED = (

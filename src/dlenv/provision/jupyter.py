@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from dlenv.errors import DlenvError
 from dlenv.provision.manifest import Stack, load_stack
-from dlenv.remote.base import Host
 from dlenv.ssh.command import join
+from dlenv.ssh.host import Host
 
 SERVICE_DOWN = 3
 NOT_ANSWERING = 4

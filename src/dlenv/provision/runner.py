@@ -44,8 +44,8 @@ from dlenv.provision.steps import (
     build_steps,
     upload_files,
 )
-from dlenv.remote.base import CommandResult, Host
 from dlenv.ssh.command import chain, join
+from dlenv.ssh.host import CommandResult, Host
 
 if TYPE_CHECKING:
     from dlenv.ssh.target import SshTarget

@@ -28,7 +28,7 @@ from dlenv.errors import (
     SshTimeoutError,
     SshUnreachableError,
 )
-from dlenv.remote.base import LOST, TIMED_OUT, CommandResult, LineSink, iter_lines, sudo_wrap
+from dlenv.ssh.host import LOST, TIMED_OUT, CommandResult, LineSink, iter_lines, sudo_wrap
 from dlenv.ssh.policy import HostKeyPolicy, transport_factory
 from dlenv.ssh.target import SshTarget
 

@@ -39,9 +39,9 @@ def resolve_target(
         prepare(target, trust_new=trust_new_host_key, say=terminal.info)
         return target.label, target
     assert name is not None  # exactly one of NAME and --host: checked above
-    from dlenv import lifecycle
     from dlenv.cloud import instances
     from dlenv.cloud.session import from_settings
+    from dlenv.ops import lifecycle
 
     aws = from_settings(settings)
     env = instances.get(aws, name)

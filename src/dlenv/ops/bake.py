@@ -87,9 +87,9 @@ def bake(
     poll: float = 15,
 ) -> BakeResult:
     """Bake one image; returns it once `available`. Raises after removing whatever it made."""
-    from dlenv import lifecycle
     from dlenv.cloud import catalog, images
     from dlenv.cloud.session import from_settings
+    from dlenv.ops import lifecycle
     from dlenv.provision import runner
     from dlenv.provision.manifest import load_stack
 
@@ -197,7 +197,7 @@ def _discard_image(aws: Aws, image_id: str, terminal: Terminal) -> None:
 
 def _remove_builder(name: str, settings: Settings, terminal: Terminal) -> None:
     """Terminate the builder and delete its security group, key pair and ssh entry."""
-    from dlenv import lifecycle
+    from dlenv.ops import lifecycle
 
     try:
         lifecycle.down(name, settings, terminal)

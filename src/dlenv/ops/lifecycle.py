@@ -58,7 +58,7 @@ def _tags(
     name: str, user: str, os_name: str, stack: str, settings: Settings | None = None
 ) -> list[dict[str, str]]:
     from dlenv.cloud.instances import TAG_NAME, TAG_OS, TAG_STACK, TAG_USER
-    from dlenv.sync import TAG_WORK
+    from dlenv.ops.sync import TAG_WORK
 
     tags = [
         {"Key": TAG_NAME, "Value": name},
@@ -106,7 +106,7 @@ def record_choices(name: str, settings: Settings, instance_id: str | None = None
     from dlenv.cloud import instances
     from dlenv.cloud.aws_errors import translated
     from dlenv.cloud.session import from_settings
-    from dlenv.sync import TAG_WORK
+    from dlenv.ops.sync import TAG_WORK
 
     aws = from_settings(settings)
     instance_id = instance_id or instances.get(aws, name).instance_id

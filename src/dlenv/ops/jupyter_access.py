@@ -59,8 +59,8 @@ def open_jupyter(
     yes: bool = False,
     trust_new_host_key: bool = False,
 ) -> dict[str, Any]:
+    from dlenv.ops.targets import resolve_target
     from dlenv.ssh import tunnel
-    from dlenv.targets import resolve_target
 
     label, target = resolve_target(
         name, host, identity, settings, terminal, yes=yes, trust_new_host_key=trust_new_host_key
@@ -83,7 +83,7 @@ def open_jupyter(
         from dlenv.cloud.session import from_settings
 
         refresh = {
-            "resolver": "dlenv.jupyter_access:current_target",
+            "resolver": "dlenv.ops.jupyter_access:current_target",
             "region": from_settings(settings).region_name,
             "profile": settings.profile or "",
         }

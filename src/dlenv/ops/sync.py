@@ -162,7 +162,7 @@ class Remote:
 
 def environment_remote(name: str, settings: Settings, terminal: Terminal) -> Remote:
     """A running environment: its `Host dlenv-NAME` block (refreshed: the IP changes on start)."""
-    from dlenv import lifecycle
+    from dlenv.ops import lifecycle
     from dlenv.ssh import config, openssh
 
     lifecycle.validate_name(name)
