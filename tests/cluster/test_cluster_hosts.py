@@ -191,7 +191,11 @@ def test_smoke_test_nodes_passes_with_its_bandwidth_and_a_falling_loss(cluster: 
     res = cluster.dlenv(
         "smoke-test", *cluster.host_args, "--nodes", "--device", "cpu", "--json", timeout=600
     )
-    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    # torch's elastic agent prints long tracebacks; what the nodes said besides them tells why
+    said = [
+        ln for ln in (res.stdout + res.stderr).splitlines() if "torch/distributed/elastic" not in ln
+    ]
+    assert res.returncode == 0, "\n".join(said)[-4000:]
     outcome = json.loads(res.stdout)
     report = outcome["report"]
     assert outcome["verdict"] == "cpu-only" and outcome["reasons"] == []

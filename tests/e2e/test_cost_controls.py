@@ -67,7 +67,7 @@ def test_budget_keep_awake_and_idle_status_by_name(cli, host, monkeypatch) -> No
     assert "budget $50.00 from now" in r.err and "stops itself after about" in r.err, r.err
     conf = host.exec("cat /etc/dlenv/budget.conf").stdout
     assert "BUDGET_USD=50.00" in conf and "PRICE_PER_HOUR=0.5260" in conf, conf
-    [env] = [e for e in json.loads(cli("status", "--json").out)["environments"]]
+    [env] = [e for e in json.loads(cli("status", NAME, "--json").out)["environments"]]
     assert env["budget_usd"] == 50.0
 
     host.exec(f"DLENV_IDLE_DRY_RUN=1 {CHECK}", check=True)
@@ -79,16 +79,16 @@ def test_budget_keep_awake_and_idle_status_by_name(cli, host, monkeypatch) -> No
     out = host.exec(f"DLENV_IDLE_DRY_RUN=1 {CHECK}").stdout
     assert "busy: keep-awake until" in out, out
 
-    table = cli("status", "--idle", timeout=120)
+    table = cli("status", NAME, "--idle", timeout=120)
     assert table.code == 0, table.err
     text = table.out + table.err
     assert f"{NAME}: in use (keep-awake until" in text and "budget $0.00 of $50.00" in text, text
-    data = json.loads(cli("status", "--idle", "--json", timeout=120).out)
+    data = json.loads(cli("status", NAME, "--idle", "--json", timeout=120).out)
     assert data["environments"][0]["idle"].startswith("in use (keep-awake until")
 
     assert cli("budget", NAME, "--off", timeout=120).code == 0
     assert host.exec("test -e /etc/dlenv/budget.conf").returncode == 1
-    [env] = [e for e in json.loads(cli("status", "--json").out)["environments"]]
+    [env] = [e for e in json.loads(cli("status", NAME, "--json").out)["environments"]]
     assert env["budget_usd"] is None
     r = cli("down", NAME, "--yes", "--discard-changes", timeout=300)
     assert r.code == 0, r.err

@@ -94,7 +94,7 @@ def test_interrupted_persistent_spot_is_reported_and_the_tunnel_follows_it(
     )
     up = cli("up", NAME, "--no-provision", "--yes", "--spot")
     assert up.code == 0, up.err
-    [env] = json.loads(cli("status", "--json").out)["environments"]
+    [env] = json.loads(cli("status", NAME, "--json").out)["environments"]
     assert env["market"] == "spot-persistent", env  # the default spot type: stop, not terminate
     first_ip = env["ip"]
     _stand_in_lab(host)
@@ -122,7 +122,7 @@ def test_interrupted_persistent_spot_is_reported_and_the_tunnel_follows_it(
         status = cli("status")
         assert status.code == 0, status.err
         assert "spot interrupted: AWS restarts it when capacity returns" in status.out, status.out
-        [now] = json.loads(cli("status", "--json").out)["environments"]
+        [now] = json.loads(cli("status", NAME, "--json").out)["environments"]
         assert now["state"] == "stopped" and now["interrupted"] is True, now
         deadline = time.monotonic() + 30
         while "is not running now" not in log.read_text() and time.monotonic() < deadline:
