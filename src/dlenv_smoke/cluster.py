@@ -187,9 +187,16 @@ def main(argv: list[str] | None = None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text + "\n")
         print(REPORT_PREFIX + text, flush=True)
-    dist.destroy_process_group()
+    # Every rank is past the last collective, so the job is done. No destroy_process_group():
+    # under load, gloo's teardown can abort a worker ("terminate called without an active
+    # exception", SIGABRT in a C++ destructor, seen on 1 of 3 CPU nodes in a loaded test run),
+    # which fails the node's torchrun and leaves the others at the exit barrier for 5 minutes.
+    # The caller leaves through os._exit, so no destructor runs at all.
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

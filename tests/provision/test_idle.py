@@ -4,8 +4,8 @@ Idle must mean idle: a port-forwarding-only connection (`ssh -N -L`, what `dlenv
 is) lets the stop come; a terminal (`ssh -t`), a running command and the user's keep-awake file
 hold it off; a warning comes once before the stop, and the user's pre-stop hook runs (as the
 user, time-limited) before it. The check runs in dry-run mode (it prints instead of stopping) and
-with a window of seconds. The busy-kernel case runs on a provisioned host (tests/provision/
-test_hosts.py), where a real JupyterLab serves real kernels.
+with a window of seconds. The busy-kernel case runs on a provisioned host with a real Lab
+(tests/provision/test_idle_lab.py), where real kernels run real cells.
 """
 
 from __future__ import annotations

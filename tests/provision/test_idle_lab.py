@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 
 import pytest
 
@@ -20,17 +19,12 @@ from dlenv.provision.options import ProvisionOptions
 from dlenv.provision.runner import provision
 from dlenv.ssh.session import SshHost
 from dlenv.terminal import Terminal
+from harness.ports import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.hosts, pytest.mark.slow]
 
 CHECK = "/usr/local/lib/dlenv/idle-check"
 NAMESPACE = "jupyterlab-notifications-extension"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +46,7 @@ def test_idle_warning_is_pushed_to_open_lab_tabs(lab_host) -> None:
     token = lab_host.exec("cat /etc/dlenv/jupyter-token").stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{64}", token)
     auth = {"Authorization": f"token {token}"}
-    port = _free_port()
+    port = free_port()
     with SshHost(lab_host.target()) as ssh, ssh.forward_local(port, 8888):
         base = f"http://127.0.0.1:{port}"
         # the Lab page tells the browser to load the extension's frontend (a prebuilt one)
@@ -109,3 +103,52 @@ def test_dry_run_tells_nobody(lab_host) -> None:
         f"http://127.0.0.1:8888/{NAMESPACE}/notifications"
     ).stdout
     assert json.loads(queued)["notifications"] == [], queued
+
+
+def test_a_busy_kernel_keeps_it_awake_and_the_tunnel_alone_does_not(lab_host) -> None:
+    """Issue 14's core case on a real Lab: a kernel running a cell is use; once it is done and
+    the window has passed, the SSH tunnel the notebook came through (forwarding only) is not."""
+    import threading
+    import time
+
+    from jupyter_ws import shutdown, start_kernel
+
+    token = lab_host.exec("cat /etc/dlenv/jupyter-token").stdout.strip()
+    check = f"DLENV_IDLE_DRY_RUN=1 DLENV_IDLE_SECONDS=2 {CHECK}"
+    port = free_port()
+    with SshHost(lab_host.target()) as ssh, ssh.forward_local(port, 8888):
+        base = f"http://127.0.0.1:{port}"
+        kernel = start_kernel(base, token)
+        release = "/tmp/dlenv-test-release"
+        lab_host.exec(f"rm -f {release}")
+        cell = threading.Thread(
+            target=kernel.execute,
+            args=(f"import os, time\nwhile not os.path.exists({release!r}): time.sleep(0.2)",),
+            kwargs={"timeout": 120},
+        )
+        cell.start()
+        try:
+            # idle for far longer than the window by the check's own record: only the kernel counts
+            lab_host.exec(
+                "mkdir -p /run/dlenv && echo $(( $(date +%s) - 600 )) > /run/dlenv/idle-since",
+                check=True,
+            )
+            for _ in range(100):
+                out = lab_host.exec(check).stdout
+                if "busy: jupyter kernel busy" in out:
+                    break
+                time.sleep(0.3)
+            assert "busy: jupyter kernel busy" in out, out
+            assert "would run shutdown" not in out, out
+        finally:
+            lab_host.exec(f"touch {release}")
+            cell.join(timeout=120)
+        # the cell is done; after the window, the open tunnel alone lets the stop come
+        lab_host.exec("rm -f /run/dlenv/idle-since /run/dlenv/idle-warned")
+        assert "busy" in lab_host.exec(check).stdout  # a first check starts the window
+        time.sleep(3)
+        out = lab_host.exec(check).stdout
+        assert "would run shutdown -h now" in out, out
+        assert "only forwarding ports (a tunnel)" in out, out
+        shutdown(kernel)
+    lab_host.exec("rm -f /run/dlenv/idle-since /run/dlenv/idle-warned")
