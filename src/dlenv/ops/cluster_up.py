@@ -257,7 +257,7 @@ def _common_tags(
     from dlenv.cloud.instances import TAG_NAME
     from dlenv.ops import lifecycle
 
-    base = lifecycle._tags(request.name, user, os_name, lifecycle.stack_fingerprint(), settings)
+    base = lifecycle.env_tags(request.name, user, os_name, lifecycle.stack_fingerprint(), settings)
     tags = [t for t in base if t["Key"] not in {TAG_NAME, "Name"}]
     return [
         *tags,
@@ -331,20 +331,17 @@ def _launch(
             made.cluster_group = cluster.create_cluster_group(aws, request.name, vpc, tags)
             group = cluster.create_placement_group(aws, request.name, tags)
             made.placement_group = True
-        spec = launch.LaunchSpec(
-            env=request.name,
-            itype=itype,
-            image_id=image.id,
-            root_device=lifecycle._root_device(aws, image.id),
-            key_name=key.name,
-            security_group=sg,
-            subnets=subnets,
-            disk_gb=settings.disk,
-            spot=settings.spot,
-            spot_type=settings.spot_type,
-            spot_fallback=settings.spot_fallback,
-            tags=tags,
-            launch_id=made.launch_id,
+        spec = lifecycle.launch_spec(
+            aws,
+            request.name,
+            itype,
+            image.id,
+            key.name,
+            sg,
+            subnets,
+            settings,
+            tags,
+            made.launch_id,
             count=n,
             placement_group=group,
             extra_groups=(made.cluster_group,),
@@ -422,7 +419,7 @@ def _rollback(aws: Aws, name: str, made: _Created, terminal: Terminal) -> bool:
             made.undone.append(f"deleted placement group {cluster.placement_group_name(name)}")
         for gid in (made.cluster_group, made.ssh_group):
             if gid:
-                lifecycle._delete_group_when_free(aws, name, group_id=gid)
+                lifecycle.delete_group_when_free(aws, name, group_id=gid)
                 made.undone.append(f"deleted security group {gid}")
         if made.key_pair:
             keys.delete_key_pair(aws, name, keep_local=True)
@@ -560,7 +557,7 @@ def down(
         groups = []
         for group in (cgroup, sgroup):
             if group:
-                lifecycle._delete_group_when_free(aws, name, group_id=group["GroupId"])
+                lifecycle.delete_group_when_free(aws, name, group_id=group["GroupId"])
                 groups.append(group["GroupId"])
         key_pair = False
         local_keys = 0

@@ -17,6 +17,7 @@ from dlenv.errors import DlenvError, NotFoundError, UsageError
 from dlenv.terminal import Terminal
 
 if TYPE_CHECKING:
+    from dlenv.cloud import catalog, launch
     from dlenv.cloud.instances import Environment
     from dlenv.cloud.session import Aws
     from dlenv.ssh.target import SshTarget
@@ -54,7 +55,7 @@ def _tag_value(value: Any) -> str:
     return ",".join(value) if isinstance(value, (list, tuple)) else str(value)
 
 
-def _tags(
+def env_tags(
     name: str, user: str, os_name: str, stack: str, settings: Settings | None = None
 ) -> list[dict[str, str]]:
     from dlenv.cloud.instances import TAG_NAME, TAG_OS, TAG_STACK, TAG_USER
@@ -245,7 +246,7 @@ def _launch(
 
     run = _LaunchRun(name, launch.new_launch_id(), keys.private_key_path(name).is_file())
     stack = stack_fingerprint()
-    tags = _tags(name, settings.ssh_user or image.user, image.os, stack, settings)
+    tags = env_tags(name, settings.ssh_user or image.user, image.os, stack, settings)
     tags += [{"Key": k, "Value": v} for k, v in (extra_tags or {}).items()]
     tags.append({"Key": launch.TAG_LAUNCH, "Value": run.launch_id})
     run.watch(aws)
@@ -255,21 +256,8 @@ def _launch(
         with terminal.phase("key pair and security group"):
             key = keys.ensure_key_pair(aws, name, tags, say=terminal.warn)
             sg, _ = network.ensure_group(aws, name, vpc, cidr, tags)
-        root = _root_device(aws, image.id)
-        spec = launch.LaunchSpec(
-            env=name,
-            itype=itype,
-            image_id=image.id,
-            root_device=root,
-            key_name=key.name,
-            security_group=sg,
-            subnets=subnets,
-            disk_gb=settings.disk,
-            spot=settings.spot,
-            spot_type=settings.spot_type,
-            spot_fallback=settings.spot_fallback,
-            tags=tags,
-            launch_id=run.launch_id,
+        spec = launch_spec(
+            aws, name, itype, image.id, key.name, sg, subnets, settings, tags, run.launch_id
         )
         with terminal.phase(f"launching {itype.name} ({market})"):
             inst = launch.run(aws, spec, zones, terminal.info)
@@ -513,7 +501,7 @@ def _rollback(aws: Aws, run: _LaunchRun, terminal: Terminal) -> tuple[list[str],
             if users:
                 terminal.note(f"kept security group {found.security_group}: {users[0]} uses it")
             else:
-                _delete_group_when_free(aws, name, group_id=found.security_group)
+                delete_group_when_free(aws, name, group_id=found.security_group)
                 run.gone.add("security group")
                 undone.append(f"deleted security group {found.security_group}")
     except KeyboardInterrupt:
@@ -625,7 +613,43 @@ def choose_image(aws: Aws, settings: Settings, arch: str, terminal: Terminal) ->
     return ami.resolve(aws, settings.ami, arch)
 
 
-def _root_device(aws: Aws, image_id: str) -> str:
+def launch_spec(
+    aws: Aws,
+    name: str,
+    itype: catalog.InstanceType,
+    image_id: str,
+    key_name: str,
+    security_group: str,
+    subnets: dict[str, str],
+    settings: Settings,
+    tags: list[dict[str, str]],
+    launch_id: str,
+    **cluster: Any,
+) -> launch.LaunchSpec:
+    """What one `up` asks RunInstances for, from its settings; `up --nodes` adds the cluster
+    fields (count, placement group, extra groups, EFA) as keywords."""
+    from dlenv.cloud import launch
+
+    return launch.LaunchSpec(
+        env=name,
+        itype=itype,
+        image_id=image_id,
+        root_device=root_device(aws, image_id),
+        key_name=key_name,
+        security_group=security_group,
+        subnets=subnets,
+        disk_gb=settings.disk,
+        spot=settings.spot,
+        spot_type=settings.spot_type,
+        spot_fallback=settings.spot_fallback,
+        tags=tags,
+        launch_id=launch_id,
+        **cluster,
+    )
+
+
+def root_device(aws: Aws, image_id: str) -> str:
+    """The image's root device name (where the encrypted root volume of the size asked goes)."""
     from dlenv.cloud.aws_errors import translated
 
     with translated(region=aws.region_name):
@@ -950,7 +974,7 @@ def _down(
                 done.add(ident)
     sg_deleted = False
     if found.security_group:
-        sg_deleted = _delete_group_when_free(aws, name, group_id=found.security_group)
+        sg_deleted = delete_group_when_free(aws, name, group_id=found.security_group)
         done.add("security group")
     key_deleted = local_deleted = False
     home = keys.home_region(name)
@@ -1055,7 +1079,7 @@ def _down_believed(name: str, seen: dict[str, Any]) -> list[str]:
     return left
 
 
-def _delete_group_when_free(
+def delete_group_when_free(
     aws: Aws, name: str, timeout: float = 180, *, group_id: str | None = None
 ) -> bool:
     """Delete the SG, retrying while EC2 still reports the terminated instance's ENI on it.
