@@ -7,6 +7,7 @@ to moto's in-process backend, which also serves a ThreadedMotoServer started in 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 ACCOUNT = "123456789012"
 UBUNTU_2404 = "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
@@ -79,17 +80,7 @@ def dlenv_resources(
     import boto3
 
     ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
-    live = ["pending", "running", "stopping", "stopped", "shutting-down"]
-    instances = [
-        i["InstanceId"]
-        for r in ec2.describe_instances(
-            Filters=[
-                {"Name": "tag:dlenv:name", "Values": [name]},
-                {"Name": "instance-state-name", "Values": live},
-            ]
-        )["Reservations"]
-        for i in r["Instances"]
-    ]
+    instances = _live_instances(ec2, {"Name": "tag:dlenv:name", "Values": [name]})
     groups = [
         g["GroupId"]
         for g in ec2.describe_security_groups(
@@ -121,17 +112,7 @@ def any_dlenv_resources(region: str, endpoint_url: str | None = None) -> dict[st
     import boto3
 
     ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint_url)
-    live = ["pending", "running", "stopping", "stopped", "shutting-down"]
-    instances = [
-        i["InstanceId"]
-        for r in ec2.describe_instances(
-            Filters=[
-                {"Name": "tag-key", "Values": ["dlenv:name"]},
-                {"Name": "instance-state-name", "Values": live},
-            ]
-        )["Reservations"]
-        for i in r["Instances"]
-    ]
+    instances = _live_instances(ec2, {"Name": "tag-key", "Values": ["dlenv:name"]})
     groups = [
         g["GroupName"]
         for g in ec2.describe_security_groups()["SecurityGroups"]
@@ -143,6 +124,58 @@ def any_dlenv_resources(region: str, endpoint_url: str | None = None) -> dict[st
         if k["KeyName"].startswith("dlenv-")
     ]
     return {"instances": instances, "security_groups": groups, "key_pairs": keys}
+
+
+def _live_instances(ec2: Any, tag_filter: dict[str, Any]) -> list[str]:
+    """Ids of the instances matching `tag_filter` that are not terminated (yet)."""
+    live = ["pending", "running", "stopping", "stopped", "shutting-down"]
+    return [
+        i["InstanceId"]
+        for r in ec2.describe_instances(
+            Filters=[tag_filter, {"Name": "instance-state-name", "Values": live}]
+        )["Reservations"]
+        for i in r["Instances"]
+    ]
+
+
+def launch_cluster_nodes(
+    endpoint_url: str,
+    cluster: str,
+    ranks: list[int],
+    *,
+    nodes: int,
+    user: str = "ubuntu",
+    instance_type: str = "g5.48xlarge",
+) -> list[str]:
+    """Instances in moto (us-east-1) tagged as `up NAME --nodes N` tags its nodes, one per rank
+    in `ranks` (leave ranks out for a partial cluster); their ids."""
+    import boto3
+
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint_url)
+    image = ec2.describe_images(Owners=["self"])["Images"][0]["ImageId"]
+    ids = []
+    for rank in ranks:
+        tags = {
+            "dlenv:name": f"{cluster}-{rank}",
+            "dlenv:cluster": cluster,
+            "dlenv:rank": str(rank),
+            "dlenv:nodes": str(nodes),
+            "dlenv:user": user,
+        }
+        inst = ec2.run_instances(
+            ImageId=image,
+            InstanceType=instance_type,
+            MinCount=1,
+            MaxCount=1,
+            TagSpecifications=[
+                {
+                    "ResourceType": "instance",
+                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                }
+            ],
+        )["Instances"][0]
+        ids.append(inst["InstanceId"])
+    return ids
 
 
 def console_with_host_keys(keys: list[str]) -> str:

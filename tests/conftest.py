@@ -22,6 +22,7 @@ race.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 import harness.locks  # noqa: F401  (the test cache dir is resolved from the real HOME, first)
+
+# Ctrl-C tests send SIGINT to the real CLI. A shell starts background jobs (`scripts/test &`, a
+# CI runner's wrapper) with SIGINT ignored, every child inherits that, and Python leaves an
+# ignored SIGINT ignored: the CLI would never see the Ctrl-C. A handler here resets to the
+# default at each exec, so the CLI starts with Ctrl-C working, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if TYPE_CHECKING:
     from harness.hosts import TestHost
@@ -180,3 +188,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for tier in sorted(tiers_of(item) - {m.name for m in item.iter_markers()}):
             item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """`DLENV_TEST_TIMELINE=FILE`: one JSON line per test (worker, start, end, module), to see
+    how xdist's workers spent the run (benchmarks/suite_timeline.py reads it): which module held
+    a worker at the end while the other sat idle."""
+    path = os.environ.get("DLENV_TEST_TIMELINE")
+    if not path:
+        return (yield)
+    import json
+    import time
+
+    start = time.time()
+    try:
+        return (yield)
+    finally:
+        line = {
+            "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+            "test": item.nodeid,
+            "start": start,
+            "end": time.time(),
+        }
+        with open(path, "a") as out:  # one short write per line: appends do not interleave
+            out.write(json.dumps(line) + "\n")

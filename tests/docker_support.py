@@ -53,6 +53,30 @@ def run_dlenv(
     return proc
 
 
+def api_status(port: int, token: str | None, path: str = "/api/status") -> int:
+    """The HTTP status of the Jupyter server on 127.0.0.1:`port` for `path` with `token` (none:
+    no Authorization header); 0 when nothing answers."""
+    import requests
+
+    headers = {"Authorization": f"token {token}"} if token else {}
+    try:
+        return requests.get(
+            f"http://127.0.0.1:{port}{path}", headers=headers, timeout=5
+        ).status_code
+    except requests.ConnectionError:
+        return 0
+
+
+def local_up(
+    image: str, port: int, env: dict[str, str], device: str = "cpu"
+) -> subprocess.CompletedProcess[str]:
+    """`dlenv local up --DEVICE --image IMAGE --port PORT` (the container and volumes that
+    `env`, an `isolated_local`, names); the caller judges the outcome."""
+    return run_dlenv(
+        "local", "up", f"--{device}", "--image", image, "--port", str(port), env=env, timeout=300
+    )
+
+
 def find_wheelhouse() -> Path:
     """pip's find-links folder holding the CPU torch wheel (never download a CUDA torch here)."""
     candidates = [os.environ.get("DLENV_TEST_WHEELHOUSE"), os.environ.get("PIP_FIND_LINKS")]

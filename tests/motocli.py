@@ -7,14 +7,13 @@ in-process backends can be seeded with what moto lacks) and a runner for the CLI
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from awsfake import FAKE_ENV, seed_ubuntu, ubuntu_seeded
+from harness.cli import Result, run_cli
 
 SERVER: list[str] = []
 """The URL of this process's moto server once `moto_server` started it."""
@@ -51,33 +50,19 @@ def moto_server():
 
 
 @dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@dataclass
 class Cli:
     env: dict[str, str]
     home: Path
     endpoint: str
 
     def __call__(self, *args: str, env: dict[str, str] | None = None, timeout: int = 120) -> Result:
-        proc = subprocess.run(
-            [sys.executable, "-m", "dlenv", *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            timeout=timeout,
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return run_cli(*args, env={**self.env, **(env or {})}, timeout=timeout)
 
 
-def make_cli(endpoint: str, root: Path) -> Cli:
-    """A CLI runner with a HOME, state and config dir of its own under `root`, talking to moto."""
-    ensure_seeded()
+def isolated_env(endpoint: str, root: Path) -> dict[str, str]:
+    """The environment of a CLI talking to moto at `endpoint` as a user of its own: HOME, the
+    state dir (macOS's, with a space) and the config dir under `root`, no AWS_/DLENV_ variable
+    of the test process leaking in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DLENV_"))}
     env.update(FAKE_ENV)
     env.update(
@@ -90,8 +75,14 @@ def make_cli(endpoint: str, root: Path) -> Cli:
             "COLUMNS": "200",
         }
     )
+    return env
+
+
+def make_cli(endpoint: str, root: Path) -> Cli:
+    """A CLI runner with a HOME, state and config dir of its own under `root`, talking to moto."""
+    ensure_seeded()
     (root / "home").mkdir()
-    return Cli(env, root / "home", endpoint)
+    return Cli(isolated_env(endpoint, root), root / "home", endpoint)
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """The frameworks role reaches the end state of dlenv's `frameworks` step, on a real host.
 
-The playbook (tags base-packages .. frameworks, dlenv_frameworks: [jax], uv) installs JAX's CPU
-build into its own env and registers the "JAX" kernel; `dlenv provision --plan --frameworks jax`
-then finds every one of those steps done (same env, same record, same kernelspec, the same Lab
-config listing the kernel), and a second playbook run changes nothing. An unknown name is
-refused by the role in one message listing the stack's frameworks.
+On a host from the provisioned image (dlenv's own provisioning: base packages, the uv env and the
+Lab are found as dlenv left them, so the playbook changes only the framework, the Lab's kernel
+list and the hand-over), the playbook (tags base-packages .. frameworks, dlenv_frameworks: [jax],
+uv) installs JAX's CPU build into its own env and registers the "JAX" kernel; `dlenv provision
+--plan --frameworks jax` then finds every one of those steps done (same env, same record, same
+kernelspec, the same Lab config listing the kernel), and a second playbook run changes nothing.
+An unknown name is refused by the role in one message listing the stack's frameworks.
 """
 
 from __future__ import annotations
@@ -15,17 +17,15 @@ pytestmark = [pytest.mark.docker, pytest.mark.hosts, pytest.mark.slow]
 TAGS = "base-packages,python-env,jupyterlab,frameworks"
 
 
-def test_dlenv_finds_the_playbooks_frameworks_done(tmp_path) -> None:
+def test_dlenv_finds_the_playbooks_frameworks_done(provisioned_image, tmp_path) -> None:
     from ansible_support import host_entry, playbook, write_inventory
 
     from dlenv.provision.options import ProvisionOptions
     from dlenv.provision.runner import provision
     from dlenv.terminal import Terminal
-    from harness import ensure_images, require_engine, start_host
+    from harness import start_host
 
-    require_engine()
-    ensure_images()
-    host = start_host(work=tmp_path)
+    host = start_host(provisioned_image, work=tmp_path)
     try:
         bad = write_inventory(
             tmp_path / "bad.yml",
@@ -42,6 +42,10 @@ def test_dlenv_finds_the_playbooks_frameworks_done(tmp_path) -> None:
         first = playbook(inventory, "--tags", TAGS)
         assert first.returncode == 0, first.tail()
         changed = first.changed_tasks()
+        # on a host dlenv provisioned: only the framework, the Lab's kernel list and the hand-over
+        assert {t.split(" : ")[0] for t in changed} == {"frameworks", "jupyterlab", "dlenv"}, (
+            changed
+        )
         assert any("Install jax==0.10.2 jaxlib==0.10.2" in t for t in changed), first.tail()
         assert any("display name JAX" in t for t in changed), changed
         run = host.exec(

@@ -89,18 +89,17 @@ def test_the_role_refuses_what_dlenv_refuses(tmp_path, line) -> None:
 @pytest.mark.docker
 @pytest.mark.hosts
 @pytest.mark.slow
-def test_dlenv_finds_the_playbooks_user_packages_done(tmp_path) -> None:
-    """Parity on a real host: the playbook installs the file, `dlenv provision --plan` with the
+def test_dlenv_finds_the_playbooks_user_packages_done(provisioned_image, tmp_path) -> None:
+    """Parity on a real host (from the provisioned image: dlenv's own provisioning, then the
+    playbook on top, both ways round in one test): the playbook installs the file, `dlenv provision --plan` with the
     same file finds the user-packages step done (the same record), and a re-run changes nothing."""
     from ansible_support import host_entry, playbook, write_inventory
 
     from dlenv.provision.runner import provision
     from dlenv.terminal import Terminal
-    from harness import ensure_images, require_engine, start_host
+    from harness import start_host
 
-    require_engine()
-    ensure_images()
-    host = start_host(work=tmp_path)
+    host = start_host(provisioned_image, work=tmp_path)
     try:
         req = tmp_path / "requirements.txt"
         req.write_text("six==1.17.0\n")
@@ -111,6 +110,10 @@ def test_dlenv_finds_the_playbooks_user_packages_done(tmp_path) -> None:
         )
         first = playbook(inventory, "--tags", tags, "-e", "dlenv_verify=false")
         assert first.returncode == 0, first.tail()
+        # on a host dlenv provisioned, the playbook changes only what the user's packages need
+        # (and hands the env to its user): base packages and the env are found as dlenv left them
+        changed = first.changed_tasks()
+        assert {t.split(" : ")[0] for t in changed} == {"user_packages", "dlenv"}, changed
         assert "user_packages : Install the requirements" in first.changed_tasks(), first.tail()
         probe = host.exec("/opt/dlenv/env/bin/python -c 'import six; print(six.__version__)'")
         assert probe.stdout.strip() == "1.17.0", probe.stderr

@@ -12,6 +12,19 @@ from awsfake import any_dlenv_resources, dlenv_resources
 NOTHING = {"instances": [], "security_groups": [], "key_pairs": [], "volumes": []}
 
 
+def _no_credentials(missing: Path) -> dict[str, str]:
+    """Variables under which boto3 finds no credentials: none set, `missing` (a path that does
+    not exist) as the credentials and config files, no instance metadata."""
+    return {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SESSION_TOKEN": "",
+        "AWS_SHARED_CREDENTIALS_FILE": str(missing),
+        "AWS_CONFIG_FILE": str(missing),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
 def _status(cli, *args):
     r = cli("status", "--json", *args)
     assert r.code == 0, r.err
@@ -84,14 +97,7 @@ def test_bad_input(cli, args, code, message):
 
 
 def test_missing_credentials_say_how_to_configure(cli, tmp_path):
-    env = {
-        "AWS_ACCESS_KEY_ID": "",
-        "AWS_SECRET_ACCESS_KEY": "",
-        "AWS_SESSION_TOKEN": "",
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+    env = _no_credentials(tmp_path / "none")
     r = cli("status", env=env)
     assert r.code == 1 and "no AWS credentials found" in r.err and "aws configure" in r.err
     assert "Traceback" not in r.err
@@ -107,15 +113,7 @@ def test_missing_region(cli):
 def test_volta_is_refused_before_any_aws_call(cli, tmp_path):
     """No credentials and a dead endpoint: had `up`/`bake` asked AWS anything first, the error
     would be about credentials or the connection, not the GPU."""
-    env = {
-        "AWS_ACCESS_KEY_ID": "",
-        "AWS_SECRET_ACCESS_KEY": "",
-        "AWS_SESSION_TOKEN": "",
-        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-    }
+    env = {**_no_credentials(tmp_path / "none"), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
     for args in (
         ("up", "volta", "-t", "p3.2xlarge", "--yes"),
         ("up", "volta", "-t", "p3dn.24xlarge", "--yes"),
@@ -204,18 +202,7 @@ def test_doctor_reports_each_check(cli):
     # moto has no Service Quotas for EC2: unreadable quota is a warning, never a failure
     assert checks["G/VT on-demand vCPU quota"]["status"] == "WARN"
     assert r.code == (1 if not data["ok"] else 0)
-    no_creds = cli(
-        "doctor",
-        "--json",
-        env={
-            "AWS_ACCESS_KEY_ID": "",
-            "AWS_SECRET_ACCESS_KEY": "",
-            "AWS_SESSION_TOKEN": "",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-            "AWS_CONFIG_FILE": "/nonexistent",
-        },
-    )
+    no_creds = cli("doctor", "--json", env=_no_credentials(Path("/nonexistent")))
     failed = {c["name"]: c for c in json.loads(no_creds.out)["checks"]}
     assert no_creds.code == 1 and "aws configure" in failed["credentials"]["detail"]
 

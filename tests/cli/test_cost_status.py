@@ -60,9 +60,12 @@ def test_start_without_capacity_names_the_ways_out_and_changes_type(cli) -> None
             "InsufficientInstanceCapacity",
             "We currently do not have sufficient g5.xlarge capacity in the Availability Zone "
             "you requested (us-east-1a).",
-            times=1000,  # botocore retries server errors: the zone stays full throughout
+            times=1000,  # the zone stays full throughout
         )
         r = cli("start", "full", env={"AWS_ENDPOINT_URL": proxy.url})
+        # asked once: the capacity answer (HTTP 500) is final, not retried by botocore for a
+        # minute and a half before the user hears the ways out
+        assert proxy.count("StartInstances") == 1, proxy.seen
     assert r.code != 0 and "Traceback" not in r.err, r.err
     assert "AWS has no capacity for g5.xlarge" in r.err and "still stopped" in r.err, r.err
     assert "dlenv start full --instance g" in r.err, r.err  # a compatible type, named

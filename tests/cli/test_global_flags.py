@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import click
 import pytest
 
-from awsfake import FAKE_ENV, dlenv_resources, register_ubuntu, seed_ubuntu
-from motocli import Cli, Result
+from awsfake import dlenv_resources, register_ubuntu, seed_ubuntu
+from motocli import Cli, Result, make_cli
 
 REGION = "eu-west-1"
 ENV = "gflags"  # the environment that exists only in eu-west-1
@@ -160,21 +160,7 @@ def eu(moto_server, tmp_path_factory) -> Cli:
     """A CLI whose state holds environment ENV, which exists in eu-west-1 only."""
     import boto3
 
-    base = tmp_path_factory.mktemp("gflags")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DLENV_"))}
-    env.update(FAKE_ENV)
-    env.update(
-        {
-            "AWS_ENDPOINT_URL": moto_server,
-            "HOME": str(base / "home"),
-            "DLENV_STATE_DIR": str(base / "Application Support" / "dlenv"),
-            "DLENV_CONFIG_DIR": str(base / "config"),
-            "DLENV_ALLOW_CIDR": "203.0.113.9/32",
-            "COLUMNS": "200",
-        }
-    )
-    (base / "home").mkdir()
-    cli = Cli(env, base / "home", moto_server)
+    cli = make_cli(moto_server, tmp_path_factory.mktemp("gflags"))
     ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto_server)
     if not ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["ubuntu/*"]}])[
         "Images"

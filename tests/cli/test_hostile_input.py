@@ -36,7 +36,8 @@ from pathlib import Path
 
 import pytest
 
-from awsfake import FAKE_ENV, any_dlenv_resources, dlenv_resources
+from awsfake import any_dlenv_resources, dlenv_resources
+from motocli import isolated_env
 
 REGION = "us-east-1"
 NOTHING = {"instances": [], "security_groups": [], "key_pairs": [], "volumes": []}
@@ -401,18 +402,11 @@ def _make_ctx(root: Path, label: str, endpoint: str, bin_dir: Path) -> Ctx:
     base = root / label
     base.mkdir()
     (base / "home").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DLENV_"))}
-    env.update(FAKE_ENV)
+    env = isolated_env(endpoint, base)
     env.update(
         {
-            "AWS_ENDPOINT_URL": endpoint,
-            "HOME": str(base / "home"),
-            "DLENV_STATE_DIR": str(base / "Application Support" / "dlenv"),
-            "DLENV_CONFIG_DIR": str(base / "config"),
-            "DLENV_ALLOW_CIDR": "203.0.113.9/32",
             "DLENV_TEST_SSH_LOG": str(base / "ssh-G.log"),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "COLUMNS": "200",
         }
     )
     if label in PLANTS:  # safety net: an SSH attempt to moto's fake public IP fails at once

@@ -173,13 +173,18 @@ def test_no_capacity_for_all_nodes_rolls_everything_back(
             "InsufficientInstanceCapacity",
             "We currently do not have sufficient g5.12xlarge capacity in the Availability Zone "
             "you requested.",
-            times=1000,  # every zone, every retry: full
+            times=1000,  # every zone stays full
         )
         r = cli(
             "up", "tf", "--nodes", "4", "--no-provision", "--yes", "-t", "g5.12xlarge",
             env={"AWS_ENDPOINT_URL": proxy.url},
         )  # fmt: skip
+        tried = proxy.count("RunInstances")
     assert r.code != 0 and "Traceback" not in r.err, r.err
+    # one call per zone, each answer final: botocore would otherwise retry each (HTTP 500) up to
+    # 10 times with back-off, about a minute and a half per zone before the user hears anything
+    zones = r.err.count("trying the next zone")
+    assert zones >= 2 and tried == zones, (tried, r.err)
     assert "no capacity for 4 x g5.12xlarge together in one placement group" in r.err, r.err
     assert "fewer nodes (--nodes 3)" in r.err and "Capacity Reservation" in r.err, r.err
     assert "rolled back:" in r.err and "placement group dlenv-tf" in r.err, r.err

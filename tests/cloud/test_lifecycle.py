@@ -7,7 +7,9 @@ import pytest
 
 from awsfake import dlenv_resources
 from dlenv.errors import AwsError, CapacityError, UsageError
-from dlenv.ops import lifecycle
+from dlenv.ops import lifecycle, power
+from dlenv.ops.down import down
+from dlenv.ops.up import up
 
 
 def _describe(aws, instance_id):
@@ -21,7 +23,7 @@ def _client_error(code, message="injected"):
 
 
 def test_up_launches_with_safe_defaults(aws, settings, terminal):
-    result = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+    result = up("box", settings, terminal, yes=True, wait_ssh=False)
     assert result.action == "launched"
     inst = _describe(aws, result.env.instance_id)
     tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
@@ -43,11 +45,11 @@ def test_up_launches_with_safe_defaults(aws, settings, terminal):
 
 
 def test_up_twice_is_a_no_op_and_stopped_env_is_started(aws, settings, terminal):
-    first = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
-    again = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+    first = up("box", settings, terminal, yes=True, wait_ssh=False)
+    again = up("box", settings, terminal, yes=True, wait_ssh=False)
     assert again.action == "already-running" and again.env.instance_id == first.env.instance_id
-    lifecycle.stop("box", settings, terminal)
-    resumed = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+    power.stop("box", settings, terminal)
+    resumed = up("box", settings, terminal, yes=True, wait_ssh=False)
     assert resumed.action == "started" and resumed.env.state == "running"
     assert len(dlenv_resources("us-east-1", "box")["instances"]) == 1
 
@@ -56,7 +58,7 @@ def test_spot_persistent_with_stop_behaviour(aws, settings, terminal, monkeypatc
     _patch_session(monkeypatch, aws)
     calls = _fail_first(aws, monkeypatch, [])
     settings.spot = True
-    env = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False).env
+    env = up("box", settings, terminal, yes=True, wait_ssh=False).env
     assert _describe(aws, env.instance_id).get("InstanceLifecycle") == "spot"
     assert calls[0]["InstanceMarketOptions"]["SpotOptions"] == {
         "SpotInstanceType": "persistent",
@@ -64,8 +66,8 @@ def test_spot_persistent_with_stop_behaviour(aws, settings, terminal, monkeypatc
     }
     assert calls[0]["InstanceInitiatedShutdownBehavior"] == "stop"
     assert env.market == "spot-persistent"
-    lifecycle.stop("box", settings, terminal)  # persistent spot can stop
-    lifecycle.down("box", settings, terminal)
+    power.stop("box", settings, terminal)  # persistent spot can stop
+    down("box", settings, terminal)
     assert dlenv_resources("us-east-1", "box") == {
         "instances": [],
         "security_groups": [],
@@ -78,10 +80,10 @@ def test_one_time_spot_cannot_stop(aws, settings, terminal, monkeypatch):
     _patch_session(monkeypatch, aws)
     calls = _fail_first(aws, monkeypatch, [])
     settings.spot, settings.spot_type = True, "one-time"
-    lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+    up("box", settings, terminal, yes=True, wait_ssh=False)
     assert calls[0]["InstanceInitiatedShutdownBehavior"] == "terminate"
     with pytest.raises(UsageError, match="one-time spot"):
-        lifecycle.stop("box", settings, terminal)
+        power.stop("box", settings, terminal)
 
 
 def _fail_first(aws, monkeypatch, codes):
@@ -108,7 +110,7 @@ def _patch_session(monkeypatch, aws):
 def test_capacity_failover_tries_next_zone(aws, settings, terminal, monkeypatch, capsys):
     _patch_session(monkeypatch, aws)
     calls = _fail_first(aws, monkeypatch, ["InsufficientInstanceCapacity"])
-    env = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False).env
+    env = up("box", settings, terminal, yes=True, wait_ssh=False).env
     assert len(calls) == 2 and calls[0]["SubnetId"] != calls[1]["SubnetId"]
     assert env.state == "running"
     assert "trying the next zone" in capsys.readouterr().err
@@ -119,7 +121,7 @@ def test_spot_falls_back_to_on_demand(aws, settings, terminal, monkeypatch, caps
     settings.spot, settings.spot_fallback = True, "on-demand"
     zones = len(lifecycle_zones(aws))
     calls = _fail_first(aws, monkeypatch, ["InsufficientInstanceCapacity"] * zones)
-    env = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False).env
+    env = up("box", settings, terminal, yes=True, wait_ssh=False).env
     assert "InstanceMarketOptions" in calls[0] and "InstanceMarketOptions" not in calls[-1]
     assert not env.spot
     assert "falling back to on-demand" in capsys.readouterr().err
@@ -135,7 +137,7 @@ def test_no_capacity_anywhere_rolls_back(aws, settings, terminal, monkeypatch):
     _patch_session(monkeypatch, aws)
     _fail_first(aws, monkeypatch, ["InsufficientInstanceCapacity"] * 10)
     with pytest.raises(CapacityError) as err:
-        lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+        up("box", settings, terminal, yes=True, wait_ssh=False)
     assert "--spot" in err.value.hint
     assert dlenv_resources("us-east-1", "box") == {
         "instances": [],
@@ -161,7 +163,7 @@ def test_launch_errors_are_translated_and_leave_nothing(
     _patch_session(monkeypatch, aws)
     calls = _fail_first(aws, monkeypatch, [code] * 10)
     with pytest.raises(AwsError) as err:
-        lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+        up("box", settings, terminal, yes=True, wait_ssh=False)
     assert len(calls) == 1, "non-capacity errors must not be retried in other zones"
     assert expect in err.value.message + err.value.hint
     assert dlenv_resources("us-east-1", "box") == {
@@ -177,7 +179,7 @@ def test_vcpu_quota_hint_is_a_runnable_command(aws, settings, terminal, monkeypa
     settings.instance = "p4d.24xlarge"
     _fail_first(aws, monkeypatch, ["VcpuLimitExceeded"])
     with pytest.raises(AwsError) as err:
-        lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+        up("box", settings, terminal, yes=True, wait_ssh=False)
     assert (
         "aws service-quotas request-service-quota-increase --service-code ec2 "
         "--quota-code L-417A185B --desired-value 96 --region us-east-1"
@@ -187,18 +189,18 @@ def test_vcpu_quota_hint_is_a_runnable_command(aws, settings, terminal, monkeypa
 def test_type_not_offered_in_region_names_regions(aws, settings, terminal):
     settings.instance = "p5e.48xlarge"
     with pytest.raises(UsageError) as err:
-        lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+        up("box", settings, terminal, yes=True, wait_ssh=False)
     assert "not offered in us-east-1" in err.value.message
     assert "us-west-2" in err.value.hint
     assert dlenv_resources("us-east-1", "box")["key_pairs"] == []
 
 
 def test_down_removes_everything_and_twice_is_an_error(aws, settings, terminal):
-    lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+    up("box", settings, terminal, yes=True, wait_ssh=False)
     from dlenv.ssh import config as sshconfig
 
     assert sshconfig.has_entry("box")
-    result = lifecycle.down("box", settings, terminal)
+    result = down("box", settings, terminal)
     assert result.instance and result.security_group and result.key_pair and result.ssh_entry
     assert dlenv_resources("us-east-1", "box") == {
         "instances": [],
@@ -210,12 +212,12 @@ def test_down_removes_everything_and_twice_is_an_error(aws, settings, terminal):
     from dlenv.errors import NotFoundError
 
     with pytest.raises(NotFoundError):
-        lifecycle.down("box", settings, terminal)
+        down("box", settings, terminal)
 
 
 def test_down_keep_key(aws, settings, terminal):
-    lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
-    lifecycle.down("box", settings, terminal, keep_key=True)
+    up("box", settings, terminal, yes=True, wait_ssh=False)
+    down("box", settings, terminal, keep_key=True)
     assert dlenv_resources("us-east-1", "box")["key_pairs"] == ["dlenv-box"]
     from dlenv.cloud.keys import private_key_path
 
@@ -226,16 +228,16 @@ def test_host_keys_survive_the_ip_change_of_a_restart(aws, settings, terminal):
     from dlenv.ssh import config as sshconfig
     from dlenv.ssh import known_hosts
 
-    env = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False).env
+    env = up("box", settings, terminal, yes=True, wait_ssh=False).env
     known_hosts.add_host_keys("dlenv-box", ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTest"])
-    lifecycle.stop("box", settings, terminal)
-    env2 = lifecycle.start("box", settings, terminal)
+    power.stop("box", settings, terminal)
+    env2 = power.start("box", settings, terminal)
     entry = sshconfig.include_path().read_text()
     assert f"HostName {env2.public_ip}" in entry and "HostKeyAlias dlenv-box" in entry
     assert known_hosts.known_keys("dlenv-box") == [
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTest"
     ]
-    lifecycle.down("box", settings, terminal)
+    down("box", settings, terminal)
     assert known_hosts.known_keys("dlenv-box") == []
     assert env.instance_id == env2.instance_id
 
@@ -243,7 +245,7 @@ def test_host_keys_survive_the_ip_change_of_a_restart(aws, settings, terminal):
 @pytest.mark.parametrize("name", ["Box", "my_box", "-x", "a" * 41, "box-"])
 def test_bad_names(aws, settings, terminal, name):
     with pytest.raises(UsageError, match="not valid"):
-        lifecycle.up(name, settings, terminal, yes=True, wait_ssh=False)
+        up(name, settings, terminal, yes=True, wait_ssh=False)
 
 
 def test_no_tty_without_yes_asks_for_yes(aws, settings, terminal, monkeypatch):
@@ -251,7 +253,7 @@ def test_no_tty_without_yes_asks_for_yes(aws, settings, terminal, monkeypatch):
 
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     with pytest.raises(UsageError) as err:
-        lifecycle.up("box", settings, terminal, wait_ssh=False)
+        up("box", settings, terminal, wait_ssh=False)
     assert "--yes" in err.value.hint
     assert dlenv_resources("us-east-1", "box")["key_pairs"] == []
 
@@ -270,19 +272,19 @@ def test_environment_remembers_its_provisioning_choices(aws, terminal, monkeypat
         },
         env={},
     )
-    env = lifecycle.up("box", first, terminal, yes=True, wait_ssh=False).env
+    env = up("box", first, terminal, yes=True, wait_ssh=False).env
     assert env.tags["dlenv:python"] == "uv" and env.tags["dlenv:idle-stop"] == "15"
     assert env.tags["dlenv:frameworks"] == "tensorflow,jax"
 
     # a later run keeps them: the framework kernels stay in the Lab's list
     later = config.load({"region": "us-east-1"}, env={"DLENV_PYTHON": "conda"})
-    lifecycle.up("box", later, terminal, yes=True, wait_ssh=False)
+    up("box", later, terminal, yes=True, wait_ssh=False)
     assert (later.python, later.idle_stop) == ("uv", 15)
     assert later.frameworks == ["tensorflow", "jax"]
     assert later.sources["python"] == "tag dlenv:python"
 
     explicit = config.load({"region": "us-east-1", "python": "conda"}, env={})
-    lifecycle.up("box", explicit, terminal, yes=True, wait_ssh=False)
+    up("box", explicit, terminal, yes=True, wait_ssh=False)
     assert explicit.python == "conda"
     lifecycle.record_choices("box", explicit)
     tags = {

@@ -9,6 +9,7 @@ from awsfake import dlenv_resources, put_public_parameter
 from dlenv.cloud import ami, quota
 from dlenv.errors import AwsError
 from dlenv.ops import lifecycle
+from dlenv.ops.up import up
 
 NOTHING = {"instances": [], "security_groups": [], "key_pairs": [], "volumes": []}
 
@@ -34,7 +35,7 @@ def same_session(aws, monkeypatch):
 def test_zero_quota_stops_before_anything_is_created(same_session, settings, terminal):
     aws = same_session
     with _quota(aws, 0.0), pytest.raises(AwsError) as err:
-        lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+        up("box", settings, terminal, yes=True, wait_ssh=False)
     assert (
         "quota L-DB2E81BA (Running On-Demand G and VT instances) in us-east-1 is 0"
         in err.value.message
@@ -56,11 +57,9 @@ def test_quota_counts_running_instances_of_the_family(same_session, settings, te
     used = quota.running_vcpus(aws, "G", spot=False)
     assert used == 8
     with _quota(aws, 8.0), pytest.raises(AwsError, match="with 8 in use"):
-        lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+        up("box", settings, terminal, yes=True, wait_ssh=False)
     with _quota(aws, 12.0):
-        assert (
-            lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False).action == "launched"
-        )
+        assert up("box", settings, terminal, yes=True, wait_ssh=False).action == "launched"
 
 
 def test_unreadable_quota_is_a_warning(same_session, settings, terminal, capsys):
@@ -68,15 +67,13 @@ def test_unreadable_quota_is_a_warning(same_session, settings, terminal, capsys)
     stub = Stubber(aws.client("service-quotas"))
     stub.add_client_error("get_service_quota", "AccessDeniedException", "no", 400)
     with stub:
-        assert (
-            lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False).action == "launched"
-        )
+        assert up("box", settings, terminal, yes=True, wait_ssh=False).action == "launched"
     assert "could not read the vCPU quota L-DB2E81BA" in capsys.readouterr().err
 
 
 def test_allow_ip_replaces_the_rule(same_session, settings, terminal):
     aws = same_session
-    env = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False).env
+    env = up("box", settings, terminal, yes=True, wait_ssh=False).env
     settings.allow_cidr = "192.0.2.44"
     assert lifecycle.allow_ip("box", settings) == "192.0.2.44/32"
     sg = aws.ec2.describe_security_groups(GroupIds=env.security_groups)["SecurityGroups"][0]

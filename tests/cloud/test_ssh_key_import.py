@@ -19,7 +19,7 @@ import pytest
 from awsfake import dlenv_resources
 from dlenv.cloud import keys
 from dlenv.errors import NotFoundError, SshError, UsageError
-from dlenv.ops import lifecycle
+from dlenv.ops.up import up
 
 TAGS = [{"Key": "dlenv:name", "Value": "box"}]
 NEEDS_SSH_KEYGEN = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="no ssh-keygen")
@@ -59,7 +59,7 @@ def test_up_without_the_local_key_names_import_and_down_and_changes_nothing(
     _launched_elsewhere(aws, tmp_path)
     before = aws.ec2.describe_key_pairs(KeyNames=["dlenv-box"])["KeyPairs"][0]
     with pytest.raises(SshError) as err:
-        lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+        up("box", settings, terminal, yes=True, wait_ssh=False)
     _one_line(err.value)
     assert "its private key is not on this machine" in err.value.message
     # no instance has the name: another machine may be launching it right now, so `down` is
@@ -103,7 +103,7 @@ def test_import_of_the_right_key_then_up_proceeds(aws, settings, terminal, tmp_p
     # `up` now finds the key and uses the key pair EC2 has
     kp = keys.ensure_key_pair(aws, "box", TAGS)
     assert not kp.created_in_ec2 and kp.private_key == path
-    result = lifecycle.up("box", settings, terminal, yes=True, wait_ssh=False)
+    result = up("box", settings, terminal, yes=True, wait_ssh=False)
     assert result.action == "launched"
     inst = aws.ec2.describe_instances(InstanceIds=[result.env.instance_id])["Reservations"][0]
     assert inst["Instances"][0]["KeyName"] == "dlenv-box"

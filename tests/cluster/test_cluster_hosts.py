@@ -1,8 +1,9 @@
 """Three SSH boxes as one cluster, through the real CLI: host containers (systemd + sshd) on one
 Docker network of their own, so they reach each other by private address like EC2 nodes in a
-placement group. Provisioned once for the module, all three at once, with only what torchrun
-needs (base packages, the uv env, CPU torch from the wheelhouse); each host keeps its own apt
-archives (three apt runs on the harness's shared archive cache fight over its lock).
+placement group. Started from the provisioned host image (tests/harness/provisioned.py: these
+tests are about the cluster, not about provisioning), then `provision --only` what torchrun needs
+(base packages, the uv env, CPU torch from the wheelhouse) through the real CLI, all three at
+once, which finds those steps done.
 
 Covers: `run --host ...` writes cluster.env/hostfile/dlenv-torchrun on every node; output
 prefixed by node; the worst exit code and `--node K`; a real torchrun (gloo) all-reduce across
@@ -67,7 +68,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(
-    host_images: None, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory
+    provisioned_image: str, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     from harness import start_host
 
@@ -77,10 +78,13 @@ def cluster(
     hosts = []
     try:
         for _ in range(3):
-            # own apt archives: three apt runs at once on one shared cache fight over its lock
             hosts.append(
                 start_host(
-                    work=work, network=network, name_prefix="dlenv-test-node", shared_caches=False
+                    provisioned_image,
+                    work=work,
+                    network=network,
+                    name_prefix="dlenv-test-node",
+                    shared_caches=False,
                 )
             )
         home = work / "home"

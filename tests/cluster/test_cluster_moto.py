@@ -9,43 +9,14 @@ from typing import Any
 
 import pytest
 
+from awsfake import launch_cluster_nodes
 from motocli import cli, moto_server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.moto]
 
 
-def launch(endpoint: str, cluster: str, ranks: list[int], nodes: int = 3) -> list[str]:
-    import boto3
-
-    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)
-    image = ec2.describe_images(Owners=["self"])["Images"][0]["ImageId"]
-    ids = []
-    for rank in ranks:
-        tags = {
-            "dlenv:name": f"{cluster}-{rank}",
-            "dlenv:cluster": cluster,
-            "dlenv:rank": str(rank),
-            "dlenv:nodes": str(nodes),
-            "dlenv:user": "ubuntu",
-        }
-        inst = ec2.run_instances(
-            ImageId=image,
-            InstanceType="g5.48xlarge",
-            MinCount=1,
-            MaxCount=1,
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-                }
-            ],
-        )["Instances"][0]
-        ids.append(inst["InstanceId"])
-    return ids
-
-
 def test_a_partial_cluster_is_refused_by_run_and_smoke_test(cli: Any) -> None:
-    launch(cli.endpoint, "part", [0, 2])
+    launch_cluster_nodes(cli.endpoint, "part", [0, 2], nodes=3)
     for args in (["run", "part", "--", "hostname"], ["smoke-test", "part", "--nodes"]):
         res = cli(*args)
         assert res.code == 1, res.err
@@ -57,7 +28,7 @@ def test_a_partial_cluster_is_refused_by_run_and_smoke_test(cli: Any) -> None:
 def test_a_stopped_node_is_named_with_the_command_that_starts_it(cli: Any) -> None:
     import boto3
 
-    ids = launch(cli.endpoint, "halt", [0, 1, 2])
+    ids = launch_cluster_nodes(cli.endpoint, "halt", [0, 1, 2], nodes=3)
     boto3.client("ec2", region_name="us-east-1", endpoint_url=cli.endpoint).stop_instances(
         InstanceIds=[ids[1]]
     )

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import clusterhosts
+from awsfake import launch_cluster_nodes
 from motocli import cli, moto_server  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.moto, pytest.mark.hosts, pytest.mark.docker]
@@ -25,25 +26,9 @@ def two_hosts(tmp_path: Path) -> Any:
 
 
 def test_sync_up_reaches_every_node_and_down_is_refused(cli: Any, two_hosts: Any) -> None:
-    import boto3
-
-    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=cli.endpoint)
-    image = ec2.describe_images(Owners=["self"])["Images"][0]["ImageId"]
-    for rank in range(2):
-        tags = {"dlenv:name": f"{NAME}-{rank}", "dlenv:cluster": NAME, "dlenv:rank": str(rank)}
-        tags |= {"dlenv:nodes": "2", "dlenv:user": "dlenv"}
-        ec2.run_instances(
-            ImageId=image,
-            InstanceType="g5.12xlarge",
-            MinCount=1,
-            MaxCount=1,
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-                }
-            ],
-        )
+    launch_cluster_nodes(
+        cli.endpoint, NAME, [0, 1], nodes=2, user="dlenv", instance_type="g5.12xlarge"
+    )
     state = Path(cli.env["DLENV_STATE_DIR"])
     nodes = {f"{NAME}-{k}": h for k, h in enumerate(two_hosts)}
     cli.env.update(clusterhosts.wire(state, nodes))

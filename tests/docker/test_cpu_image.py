@@ -7,7 +7,6 @@ layer cache keeps later runs to seconds.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -15,85 +14,32 @@ import subprocess
 import uuid
 
 import pytest
-import requests
 
-from docker_support import CPU_IMAGE, build_args, free_port, run_dlenv, wait_for
+from docker_support import (
+    CPU_IMAGE,
+    api_status,
+    build_args,
+    free_port,
+    local_up,
+    run_dlenv,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def api_status(port: int, token: str | None, path: str = "/api/status") -> int:
-    headers = {"Authorization": f"token {token}"} if token else {}
-    try:
-        return requests.get(
-            f"http://127.0.0.1:{port}{path}", headers=headers, timeout=5
-        ).status_code
-    except requests.ConnectionError:
-        return 0
-
-
 def execute_in_kernel(port: int, token: str, code: str, kernel: str = "dlenv") -> str:
-    """Start a kernel through the server's REST API and run `code` over its websocket channel."""
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"token {token}"}
-    resp = requests.post(f"{base}/api/kernels", json={"name": kernel}, headers=headers, timeout=30)
-    assert resp.status_code == 201, resp.text
-    kernel_id = resp.json()["id"]
+    """Run `code` on a fresh `kernel` of the server (jupyter_ws: the browser's protocol) and
+    return what it printed."""
+    from jupyter_ws import shutdown, start_kernel
 
-    async def run() -> str:
-        from tornado.websocket import websocket_connect
-
-        ws = await websocket_connect(
-            f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels?token={token}"
-        )
-        msg_id = uuid.uuid4().hex
-        await ws.write_message(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "username": "test",
-                        "session": uuid.uuid4().hex,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                        "date": "",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "buffers": [],
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": False,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                        "stop_on_error": True,
-                    },
-                }
-            )
-        )
-        out: list[str] = []
-        while True:
-            raw = await asyncio.wait_for(ws.read_message(), timeout=120)
-            assert raw is not None, "websocket closed"
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["msg_type"]
-            if kind == "stream":
-                out.append(msg["content"]["text"])
-            elif kind == "error":
-                raise AssertionError("kernel error: " + "\n".join(msg["content"]["traceback"]))
-            elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                ws.close()
-                return "".join(out)
-
+    started = start_kernel(f"http://127.0.0.1:{port}", token, kernel)
     try:
-        return asyncio.run(run())
+        outputs = started.execute(code)
     finally:
-        requests.delete(f"{base}/api/kernels/{kernel_id}", headers=headers, timeout=30)
+        shutdown(started)
+    return "".join(o["text"] for o in outputs if o["output_type"] == "stream")
 
 
 def container_health(container) -> str | None:
@@ -231,17 +177,7 @@ def test_compose_cpu_up_token_health_kernel_smoke_down(
 # -- dlenv local ---------------------------------------------------------------------------------
 def test_local_up_smoke_status_down(docker_client, cpu_image, isolated_local):
     port = free_port()
-    up = run_dlenv(
-        "local",
-        "up",
-        "--cpu",
-        "--image",
-        cpu_image,
-        "--port",
-        str(port),
-        env=isolated_local,
-        timeout=300,
-    )
+    up = local_up(cpu_image, port, isolated_local)
     assert up.returncode == 0, up.stderr
     url = up.stdout.strip().splitlines()[-1]
     assert url.startswith(f"http://127.0.0.1:{port}/lab?token=")
@@ -250,17 +186,7 @@ def test_local_up_smoke_status_down(docker_client, cpu_image, isolated_local):
     assert api_status(port, None) == 403
 
     # idempotent: a second `up` keeps the container and prints the same URL
-    again = run_dlenv(
-        "local",
-        "up",
-        "--cpu",
-        "--image",
-        cpu_image,
-        "--port",
-        str(port),
-        env=isolated_local,
-        timeout=300,
-    )
+    again = local_up(cpu_image, port, isolated_local)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip().splitlines()[-1] == url
     assert "already running" in again.stderr
@@ -309,17 +235,7 @@ def test_local_up_gpu_without_nvidia_runtime(docker_client, cpu_image, isolated_
 
     if has_nvidia_runtime(docker_client.info()):
         pytest.skip("this engine has the NVIDIA runtime")
-    proc = run_dlenv(
-        "local",
-        "up",
-        "--gpu",
-        "--image",
-        cpu_image,
-        "--port",
-        str(free_port()),
-        env=isolated_local,
-        timeout=300,
-    )
+    proc = local_up(cpu_image, free_port(), isolated_local, device="gpu")
     assert proc.returncode == 1
     assert "NVIDIA" in proc.stderr and "nvidia-container-toolkit" in proc.stderr
     assert "--cpu" in proc.stderr

@@ -12,24 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import requests
 
-from docker_support import BASE_IMAGE, REPO, find_wheelhouse, free_port, wait_for
+from docker_support import BASE_IMAGE, REPO, api_status, find_wheelhouse, free_port, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 NEXT = "stop it: dlenv local down   check it: dlenv local smoke-test"
 EXPORT_LINE = 'export PATH="$HOME/.local/bin:$PATH"'
-
-
-def status_code(port: int, token: str | None) -> int:
-    headers = {"Authorization": f"token {token}"} if token else {}
-    try:
-        return requests.get(
-            f"http://127.0.0.1:{port}/api/status", headers=headers, timeout=5
-        ).status_code
-    except requests.ConnectionError:
-        return 0
 
 
 # -- compose without a token ----------------------------------------------------------------------
@@ -63,9 +52,9 @@ def test_compose_without_a_token_generates_one_and_down_just_works(
             return found.group(1) if found else None
 
         token = wait_for(logged_token, 120, "the token in the container's log")
-        wait_for(lambda: status_code(port, token) == 200, 120, "Jupyter to accept that token")
-        assert status_code(port, None) == 403
-        assert status_code(port, "wrong") == 403
+        wait_for(lambda: api_status(port, token) == 200, 120, "Jupyter to accept that token")
+        assert api_status(port, None) == 403
+        assert api_status(port, "wrong") == 403
     finally:
         down = compose("down", "-v")
     assert down.returncode == 0, down.stderr
@@ -154,4 +143,4 @@ def test_local_up_then_the_printed_commands_work_as_printed(
         down = sh("dlenv local down", env)
     assert down.returncode == 0, down.stderr
     assert "removed" in down.stderr
-    assert status_code(port, url.split("token=", 1)[1]) == 0
+    assert api_status(port, url.split("token=", 1)[1]) == 0

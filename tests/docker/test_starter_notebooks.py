@@ -9,9 +9,8 @@ import json
 import subprocess
 
 import pytest
-import requests
 
-from docker_support import REPO, free_port, run_dlenv, wait_for
+from docker_support import REPO, api_status, free_port, local_up, run_dlenv, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -53,33 +52,9 @@ def execute_notebooks(container: str, folder: str, names: tuple[str, ...]) -> li
     return records
 
 
-def api_up(port: int, token: str) -> bool:
-    try:
-        return (
-            requests.get(
-                f"http://127.0.0.1:{port}/api/status",
-                headers={"Authorization": f"token {token}"},
-                timeout=5,
-            ).status_code
-            == 200
-        )
-    except requests.ConnectionError:
-        return False
-
-
 def test_image_seeds_and_runs_the_starter_notebooks(cpu_image, isolated_local) -> None:
     port = free_port()
-    up = run_dlenv(
-        "local",
-        "up",
-        "--cpu",
-        "--image",
-        cpu_image,
-        "--port",
-        str(port),
-        env=isolated_local,
-        timeout=300,
-    )
+    up = local_up(cpu_image, port, isolated_local)
     assert up.returncode == 0, up.stderr
     token = up.stdout.strip().splitlines()[-1].split("token=", 1)[1]
     name = isolated_local["DLENV_LOCAL_CONTAINER"]
@@ -108,7 +83,7 @@ def test_image_seeds_and_runs_the_starter_notebooks(cpu_image, isolated_local) -
     run_in(name, "sh", "-c", f"echo '{{}}' > {EXAMPLES}/{NOTEBOOKS[1]}")
     run_in(name, "rm", f"{EXAMPLES}/{NOTEBOOKS[3]}")
     subprocess.run(["docker", "restart", name], check=True, capture_output=True, timeout=120)
-    wait_for(lambda: api_up(port, token), 120, "Jupyter after the restart")
+    wait_for(lambda: api_status(port, token) == 200, 120, "Jupyter after the restart")
     assert run_in(name, "cat", f"{EXAMPLES}/{NOTEBOOKS[1]}").stdout == "{}\n"
     assert run_in(name, "ls", EXAMPLES).stdout.split() == [
         *NOTEBOOKS[:3],
@@ -117,7 +92,7 @@ def test_image_seeds_and_runs_the_starter_notebooks(cpu_image, isolated_local) -
     # the whole folder gone: the next start brings a fresh copy
     run_in(name, "rm", "-rf", EXAMPLES)
     subprocess.run(["docker", "restart", name], check=True, capture_output=True, timeout=120)
-    wait_for(lambda: api_up(port, token), 120, "Jupyter after the second restart")
+    wait_for(lambda: api_status(port, token) == 200, 120, "Jupyter after the second restart")
     assert run_in(name, "ls", EXAMPLES).stdout.split() == list(NOTEBOOKS)
     down = run_dlenv("local", "down", env=isolated_local)
     assert down.returncode == 0, down.stderr

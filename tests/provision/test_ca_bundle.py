@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,12 +39,19 @@ def test_ca_bundle_makes_a_proxied_host_work(host_pool, tmp_path) -> None:
     from harness import NO_EXTRA_CA_IMAGE
 
     host = host_pool(NO_EXTRA_CA_IMAGE)
+    # Decided before anything is provisioned: does this network re-sign TLS? The host (stock CAs
+    # only) asks pip's default index, the one the python-env step reaches; curl's exit 60 is
+    # "peer certificate cannot be authenticated with known CA certificates".
+    from pip._internal.models.index import PyPI
+
+    probe = host.exec(f"curl -sS -o /dev/null --max-time 30 {PyPI.simple_url}")
+    if probe.returncode == 0:
+        pytest.skip("this machine's network does not re-sign TLS: nothing to prove here")
+    assert probe.returncode == 60, f"the index is unreachable from the host: {probe.stderr}"
     only = ("ca-bundle", "base-packages", "python-env")
     terminal = Terminal(interactive=False)
     [without] = provision([host.target()], ProvisionOptions(python="uv", only=only), terminal)
-    if without.ok:
-        pytest.skip("this machine's network does not re-sign TLS: nothing to prove here")
-    assert without.failed_step == "python-env"
+    assert not without.ok and without.failed_step == "python-env", without.error
     assert "CERTIFICATE_VERIFY_FAILED" in without.log_path.read_text()
 
     bundle = tmp_path / "proxy-ca.pem"
@@ -300,9 +308,9 @@ def test_image_build_context_ships_the_bundle_as_a_file(pki, tmp_path: Path) -> 
     assert all("END CERTIFICATE" not in script for script in ctx.scripts.values())
 
 
-def test_prepare_sh_moves_the_shipped_bundle_or_refuses_without_it(pki, tmp_path: Path) -> None:
-    """ami/prepare.sh (Packer's step 2) against a fake python.root: the bundle is moved where
-    provision.sh reads it; a directory that lost uploads/ is refused with one line."""
+def _prepared(pki: Any, tmp_path: Path) -> tuple[Path, Path, Path, Any]:
+    """`dlenv ami script --ca-bundle` output whose scripts' root is a temp dir (prepare.sh reads
+    it from provision.sh): (bundle, scripts dir, root, a function running ami/prepare.sh)."""
     from dlenv.paths import data_dir
 
     bundle = pki.bundle(tmp_path / "corp.pem", "corp root")
@@ -310,7 +318,6 @@ def test_prepare_sh_moves_the_shipped_bundle_or_refuses_without_it(pki, tmp_path
     out = tmp_path / "scripts"
     proc = _dlenv("ami", "script", "--out", str(out), "--ca-bundle", str(bundle), env=env)
     assert proc.returncode == 0, proc.stderr
-    # point the scripts' root at a temp dir (prepare.sh reads it from provision.sh)
     root = tmp_path / "opt-dlenv"
     script = out / "provision.sh"
     script.write_text(
@@ -326,13 +333,26 @@ def test_prepare_sh_moves_the_shipped_bundle_or_refuses_without_it(pki, tmp_path
             env={**os.environ, "DLENV_SCRIPTS": str(out), "DLENV_LOGIN_USER": "ubuntu"},
         )
 
-    (out / "uploads" / "dlenv-extra-ca.crt").rename(tmp_path / "lost.crt")
+    return bundle, out, root, run
+
+
+def test_prepare_sh_refuses_a_directory_without_the_shipped_bundle(pki, tmp_path: Path) -> None:
+    """ami/prepare.sh (Packer's step 2): a scripts directory that lost uploads/ is refused with
+    one line, before anything is moved."""
+    _, out, root, run = _prepared(pki, tmp_path)
+    (out / "uploads" / "dlenv-extra-ca.crt").unlink()
     refused = run()
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
     assert "uploads/dlenv-extra-ca.crt is missing" in refused.stderr
-    (tmp_path / "lost.crt").rename(out / "uploads" / "dlenv-extra-ca.crt")
-    if os.geteuid() != 0:
-        pytest.skip("prepare.sh moves files only as root (as Packer runs it)")
+    assert not (root / "uploads").exists()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="prepare.sh moves files only as root (as Packer runs it)"
+)
+def test_prepare_sh_moves_the_shipped_bundle(pki, tmp_path: Path) -> None:
+    """ami/prepare.sh moves the shipped bundle where provision.sh reads it."""
+    bundle, _, root, run = _prepared(pki, tmp_path)
     moved = run()
     assert moved.returncode == 0, moved.stderr
     assert (root / "uploads" / "dlenv-extra-ca.crt").read_text() == read_ca_bundle(bundle)

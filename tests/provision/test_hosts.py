@@ -8,7 +8,6 @@ the smoke test from outside, and re-run on the finished host (zero steps applied
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
@@ -25,6 +24,8 @@ from dlenv.provision.options import ProvisionOptions
 from dlenv.provision.runner import provision
 from dlenv.ssh.session import SshHost
 from dlenv.terminal import Terminal
+from harness.ports import free_port
+from jupyter_ws import shutdown, start_kernel
 
 pytestmark = [pytest.mark.docker, pytest.mark.hosts, pytest.mark.slow]
 ALL_STEPS = [
@@ -208,7 +209,7 @@ def test_jupyter_service_from_outside(hosts) -> None:
         a.exec(f"curl -s --max-time 3 http://{ip}:8888/api").returncode == 7
     )  # refused off-loopback
 
-    local_port = _free_port()
+    local_port = free_port()
     with SshHost(a.target()) as h, h.forward_local(local_port, 8888):
         base = f"http://127.0.0.1:{local_port}"
         assert requests.get(f"{base}/api/kernels", timeout=10).status_code == 403
@@ -218,19 +219,14 @@ def test_jupyter_service_from_outside(hosts) -> None:
         )
         auth = {"Authorization": f"token {token}"}
         assert requests.get(f"{base}/api/kernels", headers=auth, timeout=10).status_code == 200
-        kernel = requests.post(
-            f"{base}/api/kernels", headers=auth, json={"name": "dlenv"}, timeout=30
-        ).json()
+        kernel = start_kernel(base, token, "dlenv")
         try:
-            out = asyncio.run(
-                _execute(
-                    f"ws://127.0.0.1:{local_port}/api/kernels/{kernel['id']}/channels",
-                    token,
-                    "import torch; print('torch', torch.__version__, torch.ones(2).sum().item())",
-                )
+            outputs = kernel.execute(
+                "import torch; print('torch', torch.__version__, torch.ones(2).sum().item())"
             )
         finally:
-            requests.delete(f"{base}/api/kernels/{kernel['id']}", headers=auth, timeout=30)
+            shutdown(kernel)
+    out = "".join(o["text"] for o in outputs if o["output_type"] == "stream")
     assert out.strip() == "torch 2.13.0+cpu 2.0"
 
 
@@ -370,63 +366,6 @@ def test_cli_errors_for_unsupported_os_and_plan_table(hosts, isolated_state) -> 
     assert proc.returncode == 0, proc.stderr
     [entry] = json.loads(proc.stdout)
     assert {s["status"] for s in entry["plan"]} == {"done", "skipped"}
-
-
-async def _execute(url: str, token: str, code: str) -> str:
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    ws = await websocket_connect(HTTPRequest(url, headers={"Authorization": f"token {token}"}))
-    msg_id = uuid.uuid4().hex
-    ws.write_message(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": msg_id,
-                    "username": "test",
-                    "session": uuid.uuid4().hex,
-                    "msg_type": "execute_request",
-                    "version": "5.3",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "channel": "shell",
-                "content": {
-                    "code": code,
-                    "silent": False,
-                    "store_history": False,
-                    "user_expressions": {},
-                    "allow_stdin": False,
-                },
-            }
-        )
-    )
-    out = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        raw = await asyncio.wait_for(ws.read_message(), timeout=120)
-        if raw is None:
-            break
-        msg = json.loads(raw)
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        kind = msg["header"]["msg_type"]
-        if kind == "stream":
-            out.append(msg["content"]["text"])
-        elif kind == "error":
-            raise AssertionError("\n".join(msg["content"]["traceback"]))
-        elif kind == "status" and msg["content"]["execution_state"] == "idle":
-            break
-    ws.close()
-    return "".join(out)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_proxy_command_is_honoured(hosts) -> None:

@@ -28,15 +28,23 @@ NAMESPACE = "jupyterlab-notifications-extension"
 
 
 @pytest.fixture(scope="module")
-def lab_host(host_pool, wheelhouse):
-    host = host_pool()
-    [res] = provision(
-        [host.target()],
-        ProvisionOptions(python="uv", wheelhouse=wheelhouse, idle_stop=10),
-        Terminal(interactive=False),
-    )
-    assert res.ok, res.error
-    return host
+def lab_host(provisioned_image, wheelhouse, tmp_path_factory):
+    """A host from the provisioned image (tests/harness/provisioned.py), its idle stop set to
+    10 minutes by the real runner: the only step that changes is the idle one."""
+    from harness.provisioned import start_provisioned_host
+
+    host = start_provisioned_host(provisioned_image, work=tmp_path_factory.mktemp("idle-lab"))
+    try:
+        [res] = provision(
+            [host.target()],
+            ProvisionOptions(python="uv", wheelhouse=wheelhouse, idle_stop=10),
+            Terminal(interactive=False),
+        )
+        assert res.ok, res.error
+        assert res.applied == ["idle-autostop"], res.applied
+        yield host
+    finally:
+        host.stop()
 
 
 def test_idle_warning_is_pushed_to_open_lab_tabs(lab_host) -> None:

@@ -10,8 +10,6 @@ from dlenv.provision.osinfo import (
     kernel_flavour,
     nvidia_devices,
     nvswitch_devices,
-    parse_nvcc_version,
-    parse_nvidia_smi_query,
     parse_os_release,
     require_supported,
 )
@@ -95,14 +93,6 @@ def test_nvswitch_detection_from_the_sysfs_fallback() -> None:
 )
 def test_kernel_flavour(release: str, flavour: str) -> None:
     assert kernel_flavour(release) == flavour
-
-
-def test_nvidia_smi_and_nvcc_parsers() -> None:
-    rows = parse_nvidia_smi_query((DATA / "nvidia-smi" / "query-g4dn.txt").read_text())
-    assert rows == [{"name": "Tesla T4", "driver_version": "580.95.05", "memory": "15360 MiB"}]
-    assert parse_nvidia_smi_query((DATA / "nvidia-smi" / "no-driver.txt").read_text()) == []
-    assert parse_nvcc_version((DATA / "nvcc" / "13.0.txt").read_text()) == "13.0"
-    assert parse_nvcc_version((DATA / "nvcc" / "12.8.txt").read_text()) == "12.8"
 
 
 def test_probe_output_round_trip() -> None:

@@ -5,23 +5,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import harness  # noqa: F401  (its cache dir is resolved from the real HOME, before tests move it)
+from harness.cli import Result, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @dataclass
@@ -50,16 +42,7 @@ class Home:
 
     def dlenv(self, *args: str, timeout: float = 300, cwd: Path | None = None) -> Result:
         """The real CLI in a subprocess, stdin not a terminal (as in CI and scripts)."""
-        proc = subprocess.run(
-            [sys.executable, "-m", "dlenv", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            cwd=cwd or self.root,
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return run_cli(*args, env=self.env, timeout=timeout, cwd=cwd or self.root)
 
 
 @pytest.fixture

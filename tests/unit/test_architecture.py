@@ -126,6 +126,15 @@ def test_architecture_md_names_every_package_and_loose_module() -> None:
     assert missing == [], f"ARCHITECTURE.md does not mention {missing}"
 
 
+def test_architecture_md_places_every_ops_module() -> None:
+    """Each module of ops/ is one command's work (or what several share): the ops row names it,
+    so a newcomer finds where `up`, `down` or `stop` live from the table alone."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| `ops/` |"))
+    modules = {p.stem for p in (SRC / "dlenv" / "ops").glob("*.py")} - {"__init__"}
+    assert sorted(m for m in modules if f"`{m}`" not in row) == []
+
+
 @pytest.mark.parametrize(
     ("rule", "meaning"),
     [
@@ -150,3 +159,100 @@ def test_the_parser_sees_deferred_and_relative_imports() -> None:
         (3, "dlenv.cloud"),
         (3, "dlenv.cloud.launch"),
     }
+
+
+AWS_CLIENTS = frozenset({"ec2", "sts", "ssm", "service_quotas"})
+"""`Aws`'s typed client accessors (cloud/session.py): reaching one is talking to AWS."""
+
+
+def _aws_calls(text: str) -> Iterator[tuple[int, str]]:
+    """(line, what) for each place the code reaches an AWS client: an attribute named like one
+    of `Aws`'s clients (`aws.ec2`, `self.aws.sts`, ...), or a call of a `.client(...)` method
+    (`aws.client("ssm")`). An attribute named `client` that is not called (fabric's
+    `conn.client`) is not a client being made."""
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Attribute) and node.attr in AWS_CLIENTS:
+            yield node.lineno, f".{node.attr}"
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "client"
+        ):
+            yield node.lineno, ".client(...)"
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_stub_imports(text: str) -> Iterator[tuple[int, str]]:
+    """(line, module) for each import of boto3-stubs' packages (`mypy_boto3_*`) outside an
+    `if TYPE_CHECKING:` block: the stubs are a dev dependency, absent where dlenv is installed."""
+    tree = ast.parse(text)
+    guarded = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node.test)
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
+    for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0].startswith("mypy_boto3"):
+                yield node.lineno, name
+
+
+def test_a_call_to_aws_outside_cloud_is_seen() -> None:
+    text = (
+        "def f(aws, run, conn):\n"
+        "    aws.ec2.create_tags(Resources=[], Tags=[])\n"
+        "    aws.client('sts').get_caller_identity()\n"
+        "    run.aws.service_quotas.get_service_quota(ServiceCode='ec2', QuotaCode='L-1')\n"
+        "    events = aws.ec2.meta.events\n"
+        "    conn.client.get_transport()\n"  # fabric's SSH client: an attribute, not made here
+        "    status.remote\n"
+    )
+    assert list(_aws_calls(text)) == [
+        (2, ".ec2"),
+        (3, ".client(...)"),
+        (4, ".service_quotas"),
+        (5, ".ec2"),
+    ]
+    stub = "from typing import TYPE_CHECKING\nimport mypy_boto3_ec2\n"
+    guarded = "if TYPE_CHECKING:\n    from mypy_boto3_ec2.type_defs import TagTypeDef\n"
+    assert list(_runtime_stub_imports(stub)) == [(2, "mypy_boto3_ec2")]
+    assert list(_runtime_stub_imports(guarded)) == []
+
+
+def test_only_cloud_calls_aws() -> None:
+    """Every AWS call is a function of dlenv.cloud (inside `translated`, typed, returning
+    dataclasses): ops/, provision/ and cli/ call those and never hold a boto3 client."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line} uses {what}"
+        for module, path in _modules("dlenv")
+        if _top(module) != "cloud"
+        for line, what in _aws_calls(path.read_text())
+    ]
+    assert found == [], "add a function to the dlenv.cloud module of the resource and call it"
+
+
+def test_boto3_stubs_are_imported_for_the_type_checker_only() -> None:
+    """`dlenv --help` and an installed dlenv must not need boto3-stubs (a dev dependency)."""
+    found = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for _, path in _modules("dlenv")
+        for line, name in _runtime_stub_imports(path.read_text())
+    ]
+    assert found == [], (
+        "import it under `if TYPE_CHECKING:` (with `from __future__ import annotations`)"
+    )

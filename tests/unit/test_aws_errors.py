@@ -66,9 +66,9 @@ def test_throttling_is_retried_by_botocore_adaptive_mode(monkeypatch):
     """RequestLimitExceeded twice, then success: the call succeeds through botocore's retries."""
     import botocore.awsrequest
 
-    from dlenv.cloud.session import RETRY_CONFIG, Aws
+    from dlenv.cloud.session import RETRY_MODE, Aws
 
-    assert RETRY_CONFIG["mode"] == "adaptive"
+    assert RETRY_MODE == "adaptive"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -85,3 +85,47 @@ def test_throttling_is_retried_by_botocore_adaptive_mode(monkeypatch):
     ec2.meta.events.register("before-send.ec2.DescribeInstances", answer)
     assert ec2.describe_instances()["Reservations"] == []
     assert len(sent) == 3
+
+
+NO_CAPACITY = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>'
+    b"InsufficientInstanceCapacity</Code><Message>We currently do not have sufficient g5.xlarge "
+    b"capacity in the Availability Zone you requested (us-east-1a).</Message></Error></Errors>"
+    b"<RequestID>r3</RequestID></Response>"
+)
+
+
+@pytest.mark.parametrize("call", ["run_instances", "start_instances"])
+def test_a_capacity_answer_is_final_but_throttling_before_it_is_retried(monkeypatch, call):
+    """EC2 says "no capacity" with HTTP 500, which botocore retries like any server error; dlenv
+    tries the next zone itself, so the launching and starting calls take that answer at once.
+    Throttling on the same call is still retried: two throttles, then the capacity answer."""
+    import botocore.awsrequest
+    import botocore.exceptions
+
+    from dlenv.cloud.session import Aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    ec2 = Aws(region="us-east-1").ec2
+    sent = []
+
+    def answer(request, **kwargs):
+        sent.append(request.url)
+        status, body = (503, THROTTLED) if len(sent) <= 2 else (500, NO_CAPACITY)
+        raw = type("Raw", (), {"stream": lambda self, **kw: iter([body])})()
+        return botocore.awsrequest.AWSResponse(request.url, status, {}, raw)
+
+    ec2.meta.events.register("before-send.ec2", answer)
+    args = (
+        {"ImageId": "ami-12345678", "MinCount": 1, "MaxCount": 1}
+        if call == "run_instances"
+        else {"InstanceIds": ["i-0123456789abcdef0"]}
+    )
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        getattr(ec2, call)(**args)
+    assert raised.value.response["Error"]["Code"] == "InsufficientInstanceCapacity"
+    assert isinstance(translate(raised.value), CapacityError)
+    assert len(sent) == 3, sent  # 2 throttled + 1 capacity answer, not 10 attempts

@@ -9,6 +9,8 @@ import click
 
 if TYPE_CHECKING:
     from dlenv.cli._app import App
+    from dlenv.containers.build import BuildRequest
+    from dlenv.containers.context import UserFiles
 
 F = Callable[..., Any]
 
@@ -78,7 +80,7 @@ def build_options(func: F) -> F:
     return func
 
 
-def user_files(app: Any, requirements: str | None, conda_env: str | None) -> Any:
+def user_files(app: Any, requirements: str | None, conda_env: str | None) -> UserFiles:
     """The user's packages a build bakes in: the flags, else DLENV_* / dlenv.toml (whose
     `packages = [...]` count too; an untrusted project file's are ignored with a notice)."""
     from pathlib import Path
@@ -107,9 +109,9 @@ def build_request(
     ca_bundle: str | None,
     devel: bool,
     no_cache: bool,
-    user_files: Any = None,
+    user_files: UserFiles | None = None,
     frameworks: tuple[str, ...] = (),
-) -> Any:
+) -> BuildRequest:
     from pathlib import Path
 
     from dlenv.containers.build import BuildRequest

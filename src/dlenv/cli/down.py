@@ -47,6 +47,7 @@ def down(
     """
     from dlenv.cloud.session import from_settings
     from dlenv.errors import DlenvError, NotFoundError
+    from dlenv.ops import down as ops_down
     from dlenv.ops import lifecycle
 
     for name in names:  # every name is checked before anything is changed
@@ -66,7 +67,7 @@ def down(
             if cluster_up.is_cluster(from_settings(settings), name):
                 _down_cluster(name, settings, term, keep_key)
                 continue
-            result = lifecycle.down(name, settings, term, keep_key=keep_key)
+            result = ops_down.down(name, settings, term, keep_key=keep_key)
         except DlenvError as exc:
             if len(names) == 1:
                 raise

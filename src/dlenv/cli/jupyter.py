@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dlenv.cli.options import aws_options, yes_option
+from dlenv.cli.options import aws_options, identity_option, trust_new_host_key_option, yes_option
 
 if TYPE_CHECKING:
     from dlenv.cli._app import App
@@ -17,18 +17,14 @@ if TYPE_CHECKING:
 @click.option(
     "--host", metavar="USER@HOST[:PORT]", help="Any SSH box provisioned by dlenv (no AWS)."
 )
-@click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
+@identity_option
 @click.option(
     "--port", default=8888, show_default=True, help="Local port (the next free one if taken)."
 )
 @click.option("--no-browser", is_flag=True, help="Do not open a browser.")
 @click.option("--background", is_flag=True, help="Leave the tunnel running; `--stop` ends it.")
 @click.option("--stop", "stop", is_flag=True, help="Close background tunnels (NAME's, or all).")
-@click.option(
-    "--trust-new-host-key",
-    is_flag=True,
-    help="--host: record the box's host key when no known_hosts has it yet (check it first).",
-)
+@trust_new_host_key_option
 @yes_option
 @aws_options
 @click.pass_obj

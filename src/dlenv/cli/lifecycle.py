@@ -19,10 +19,10 @@ if TYPE_CHECKING:
 def stop(app: App, /, name: str, **aws_flags: Any) -> None:
     """Stop NAME: the disk and everything on it (~/work, installed packages) stay; compute
     billing stops (the disk's storage is still billed)."""
-    from dlenv.ops import lifecycle
+    from dlenv.ops import power
     from dlenv.ops.sync import work_dir
 
-    env = lifecycle.stop(name, app.settings(**aws_flags), app.terminal)
+    env = power.stop(name, app.settings(**aws_flags), app.terminal)
     app.terminal.success(
         f"{name} is {env.state}; its disk is kept, with everything in ~/{work_dir()}; "
         f"`dlenv start {name}` resumes it"
@@ -50,7 +50,7 @@ def stop(app: App, /, name: str, **aws_flags: Any) -> None:
 @click.pass_obj
 def start(app: App, /, name: str, instance_type: str | None, move: bool, **aws_flags: Any) -> None:
     """Start a stopped environment NAME (its IP changes; ssh config is updated)."""
-    from dlenv.ops import lifecycle
+    from dlenv.ops import power
 
     if move:
         from dlenv.errors import UsageError
@@ -69,7 +69,5 @@ def start(app: App, /, name: str, instance_type: str | None, move: bool, **aws_f
             f"kept; {moved.old_instance} and the snapshot removed)"
         )
         return
-    env = lifecycle.start(
-        name, app.settings(**aws_flags), app.terminal, instance_type=instance_type
-    )
+    env = power.start(name, app.settings(**aws_flags), app.terminal, instance_type=instance_type)
     app.terminal.success(f"{name} is {env.state} at {env.public_ip}")

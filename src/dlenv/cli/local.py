@@ -13,6 +13,7 @@ from dlenv.cli.options import json_option
 
 if TYPE_CHECKING:
     from dlenv.cli._app import App
+    from dlenv.containers.build import BuildRequest
 
 
 @click.group()
@@ -104,10 +105,11 @@ def up(
     client = engine.connect()
     wanted: str | None = None
 
-    def build(dev: str, tag: str | None) -> str:
-        request = build_request(
+    def request(dev: str, tag: str | None) -> BuildRequest:
+        """The build of the `dev` image with these flags (--devel only shapes a GPU image)."""
+        return build_request(
             dev,
-            tag=None if tag == wanted else tag,
+            tag=tag,
             base_image=base_image,
             wheelhouse=wheelhouse,
             ca_bundle=ca_bundle,
@@ -116,7 +118,10 @@ def up(
             user_files=files,
             frameworks=fws,
         )
-        return build_image(client, app.terminal, request).tags[0]
+
+    def build(dev: str, tag: str | None) -> str:
+        built = build_image(client, app.terminal, request(dev, None if tag == wanted else tag))
+        return built.tags[0]
 
     if files or fws:  # packages or frameworks baked in: an image of its own, built when absent
         from docker.errors import ImageNotFound
@@ -125,18 +130,7 @@ def up(
         from dlenv.provision.manifest import load_stack
 
         device = notebook.choose_device(device, engine.engine_info(client), app.terminal)
-        probe = build_request(
-            device,
-            tag=None,
-            base_image=base_image,
-            wheelhouse=wheelhouse,
-            ca_bundle=ca_bundle,
-            devel=devel and device == "gpu",
-            no_cache=no_cache,
-            user_files=files,
-            frameworks=fws,
-        )
-        wanted = image = image_tags(load_stack().fingerprint, probe)[0]
+        wanted = image = image_tags(load_stack().fingerprint, request(device, None))[0]
         if build_ is None:
             try:
                 client.images.get(wanted)

@@ -37,15 +37,26 @@ def setting_option(*decls: str, setting: str, help: str, **kwargs: Any) -> Calla
     )
 
 
+def identity_option(func: F) -> F:
+    """-i KEY: the private key for the `--host` boxes of a command."""
+    return click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")(func)
+
+
+def trust_new_host_key_option(func: F) -> F:
+    """--trust-new-host-key: record an unknown `--host` box's key (the host-key policy's
+    trust-on-first-use, which is otherwise asked on a terminal or refused)."""
+    return click.option(
+        "--trust-new-host-key",
+        is_flag=True,
+        help="--host: record a box's host key when no known_hosts has it yet (check it first).",
+    )(func)
+
+
 def host_options(func: F) -> F:
     """--host USER@HOST[:PORT], -i KEY and --trust-new-host-key: a command that reaches any SSH
     box as well as an environment (the values go to `dlenv.ops.targets.resolve_target`)."""
-    func = click.option(
-        "--trust-new-host-key",
-        is_flag=True,
-        help="--host: record the box's host key when no known_hosts has it yet (check it first).",
-    )(func)
-    func = click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")(func)
+    func = trust_new_host_key_option(func)
+    func = identity_option(func)
     return click.option(
         "--host", metavar="USER@HOST[:PORT]", help="Any SSH box instead of an environment."
     )(func)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from dlenv.cli.options import aws_options
+from dlenv.cli.options import aws_options, identity_option, trust_new_host_key_option
 
 if TYPE_CHECKING:
     from dlenv.cli._app import App
@@ -26,12 +26,8 @@ if TYPE_CHECKING:
     metavar="USER@HOST[:PORT]",
     help="Any SSH boxes as the cluster instead of NAME (repeat; rank = the order given).",
 )
-@click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
-@click.option(
-    "--trust-new-host-key",
-    is_flag=True,
-    help="--host: record a box's host key when no known_hosts has it yet (check it first).",
-)
+@identity_option
+@trust_new_host_key_option
 @click.option(
     "--node", "node", type=int, default=None, metavar="K", help="Run on node K only (its rank)."
 )

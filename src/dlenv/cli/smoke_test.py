@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dlenv.cli.options import aws_options, json_option
+from dlenv.cli.options import aws_options, identity_option, json_option, trust_new_host_key_option
 
 if TYPE_CHECKING:
     from dlenv.cli._app import App
@@ -37,12 +37,8 @@ if TYPE_CHECKING:
     metavar="ADDR",
     help="--nodes: node 0's address as the nodes reach it (default: its private address).",
 )
-@click.option("-i", "--identity", metavar="KEY", help="Private key for --host.")
-@click.option(
-    "--trust-new-host-key",
-    is_flag=True,
-    help="--host: record the box's host key when no known_hosts has it yet (check it first).",
-)
+@identity_option
+@trust_new_host_key_option
 @click.option("--local", is_flag=True, help="Run on this machine.")
 @click.option(
     "--python",

@@ -93,8 +93,8 @@ def list_keys(app: App, /, as_json: bool, **aws_flags: Any) -> None:
                         "name": r.env,
                         "key_pair": r.key_name,
                         "local": str(r.local) if r.local else None,
-                        "ec2": r.ec2 is not None,
-                        "ec2_fingerprint": r.ec2.shown_fingerprint() if r.ec2 else None,
+                        "ec2": r.remote is not None,
+                        "ec2_fingerprint": r.remote.shown_fingerprint() if r.remote else None,
                         "state": r.state,
                         "fix": r.hint or None,
                     }
@@ -112,7 +112,7 @@ def list_keys(app: App, /, as_json: bool, **aws_flags: Any) -> None:
             [
                 r.env,
                 "yes" if r.local else "-",
-                "yes" if r.ec2 else "-",
+                "yes" if r.remote else "-",
                 r.state,
                 r.hint,
             ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from dlenv.cloud.session import CAPACITY_CODES
 from dlenv.errors import AwsError, CapacityError, DlenvError
 
 QUOTA_CONSOLE = "https://console.aws.amazon.com/servicequotas/home/services/ec2/quotas"
@@ -161,7 +162,7 @@ def translate(
             ),
             code=code,
         )
-    if code in {"InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity"}:
+    if code in CAPACITY_CODES:
         return CapacityError(
             f"AWS has no capacity for {itype} in {context.get('az', where)} right now",
             "try again later, another region (--region), --spot, or another instance type",

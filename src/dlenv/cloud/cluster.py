@@ -14,11 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from dlenv.cloud import shapes
 from dlenv.cloud.aws_errors import error_code, translated
 from dlenv.cloud.instances import LIVE_STATES, TAG_NAME, Environment
+from dlenv.cloud.network import create_group
 from dlenv.cloud.session import Aws
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import PlacementGroupTypeDef, SecurityGroupTypeDef, TagTypeDef
+
     from dlenv.cloud.launch import Launched
 
 TAG_CLUSTER = "dlenv:cluster"
@@ -42,7 +46,7 @@ def cluster_group_name(cluster: str) -> str:
 
 
 # ---- placement group --------------------------------------------------------------------------
-def find_placement_group(aws: Aws, cluster: str) -> dict[str, Any] | None:
+def find_placement_group(aws: Aws, cluster: str) -> PlacementGroupTypeDef | None:
     """The cluster's placement group, or None (a name that does not exist is not an error)."""
     import botocore.exceptions
 
@@ -59,7 +63,7 @@ def find_placement_group(aws: Aws, cluster: str) -> dict[str, Any] | None:
     return live[0] if live else None
 
 
-def create_placement_group(aws: Aws, cluster: str, tags: list[dict[str, str]]) -> str:
+def create_placement_group(aws: Aws, cluster: str, tags: list[TagTypeDef]) -> str:
     """Create `dlenv-NAME` with strategy cluster (all nodes on one low-latency network segment).
 
     A Duplicate means another dlenv is creating the same cluster: ConcurrentLaunchError, and the
@@ -101,38 +105,24 @@ def delete_placement_group(aws: Aws, cluster: str) -> bool:
 
 
 # ---- cluster security group -------------------------------------------------------------------
-def find_cluster_group(aws: Aws, cluster: str) -> dict[str, Any] | None:
+def find_cluster_group(aws: Aws, cluster: str) -> SecurityGroupTypeDef | None:
     """The cluster group, found by name *and* the dlenv:cluster tag (an environment named
     `cluster-NAME` has an SSH group of the same name, without that tag)."""
     with translated(region=aws.region_name):
         groups = aws.ec2.describe_security_groups(
             Filters=[
-                {"Name": "group-name", "Values": [cluster_group_name(cluster)]},
-                {"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]},
+                shapes.filter("group-name", cluster_group_name(cluster)),
+                shapes.filter(f"tag:{TAG_CLUSTER}", cluster),
             ]
         )["SecurityGroups"]
     return groups[0] if groups else None
 
 
-def create_cluster_group(aws: Aws, cluster: str, vpc_id: str, tags: list[dict[str, str]]) -> str:
+def create_cluster_group(aws: Aws, cluster: str, vpc_id: str, tags: list[TagTypeDef]) -> str:
     """Create `dlenv-cluster-NAME`: its one ingress rule admits all traffic from itself."""
-    import botocore.exceptions
-
-    from dlenv.cloud.launch import ConcurrentLaunchError
-
-    name = cluster_group_name(cluster)
+    description = f"dlenv cluster {cluster}: all traffic between its nodes only"
+    gid = create_group(aws, cluster_group_name(cluster), vpc_id, description, tags, cluster)
     with translated(region=aws.region_name):
-        try:
-            gid: str = aws.ec2.create_security_group(
-                GroupName=name,
-                VpcId=vpc_id,
-                Description=f"dlenv cluster {cluster}: all traffic between its nodes only",
-                TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}],
-            )["GroupId"]
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) == "InvalidGroup.Duplicate":
-                raise ConcurrentLaunchError(cluster, f"security group {name} appeared") from exc
-            raise
         aws.ec2.authorize_security_group_ingress(
             GroupId=gid,
             IpPermissions=[
@@ -145,21 +135,6 @@ def create_cluster_group(aws: Aws, cluster: str, vpc_id: str, tags: list[dict[st
             ],
         )
     return gid
-
-
-def delete_group_id(aws: Aws, group_id: str) -> bool:
-    """Delete one security group by id; False when it was already gone. A DependencyViolation
-    (an ENI of a terminated node not yet released) is raised for the caller to retry."""
-    import botocore.exceptions
-
-    with translated(region=aws.region_name):
-        try:
-            aws.ec2.delete_security_group(GroupId=group_id)
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc) != "InvalidGroup.NotFound":
-                raise
-            return False
-    return True
 
 
 # ---- EFA ----------------------------------------------------------------------------------------
@@ -239,14 +214,14 @@ def list_nodes(
     """
     from dlenv.cloud.launch import TAG_LAUNCH
 
-    filters = [{"Name": "instance-state-name", "Values": LIVE_STATES}]
-    filters.append(
-        {"Name": f"tag:{TAG_CLUSTER}", "Values": [cluster]}
+    filters = [
+        shapes.filter("instance-state-name", *LIVE_STATES),
+        shapes.filter(f"tag:{TAG_CLUSTER}", cluster)
         if cluster
-        else {"Name": "tag-key", "Values": [TAG_CLUSTER]}
-    )
+        else shapes.filter("tag-key", TAG_CLUSTER),
+    ]
     if launch_id:
-        filters.append({"Name": f"tag:{TAG_LAUNCH}", "Values": [launch_id]})
+        filters.append(shapes.filter(f"tag:{TAG_LAUNCH}", launch_id))
     nodes: list[Environment] = []
     with translated(region=aws.region_name):
         for page in aws.ec2.get_paginator("describe_instances").paginate(Filters=filters):
@@ -291,11 +266,7 @@ def terminate(aws: Aws, nodes: list[Environment]) -> list[str]:
     ids = [e.instance_id for e in nodes]
     if not ids:
         return []
-    with translated(region=aws.region_name):
-        spot = [e.spot_request_id for e in nodes if e.spot_request_id]
-        if spot:  # a persistent request would launch the node again
-            aws.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=spot)
-        aws.ec2.terminate_instances(InstanceIds=ids)
+    instances.terminate(aws, nodes)
     for ident in ids:
         instances.wait(aws, "instance_terminated", ident, timeout=600)
     return ids

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+from dlenv.cloud import shapes
 from dlenv.cloud.aws_errors import error_code, translated
 from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import ImageTypeDef
 
 TAG_BAKED = "dlenv:baked"
 SNAPSHOT_PRICE_GB_MONTH = 0.05
@@ -45,7 +49,7 @@ class BakedImage:
     tags: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_image(cls, image: dict[str, Any]) -> BakedImage:
+    def from_image(cls, image: ImageTypeDef) -> BakedImage:
         tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
         snaps = [
             m["Ebs"]["SnapshotId"]
@@ -81,11 +85,18 @@ def list_baked(aws: Aws) -> list[BakedImage]:
     """This account's dlenv images in the session's region, newest first (one API call)."""
     with translated(region=aws.region_name):
         images = aws.ec2.describe_images(
-            Owners=["self"], Filters=[{"Name": f"tag:{TAG_BAKED}", "Values": ["true"]}]
+            Owners=["self"], Filters=[shapes.filter(f"tag:{TAG_BAKED}", "true")]
         ).get("Images", [])
     baked = [BakedImage.from_image(i) for i in images]
     # EC2's CreationDate has one-second resolution; the bake's own timestamp breaks ties.
     return sorted(baked, key=lambda b: (b.created, b.tags.get("dlenv:created", "")), reverse=True)
+
+
+def root_device_name(aws: Aws, image_id: str) -> str | None:
+    """The image's root device name (None: EC2 does not say, or no such image)."""
+    with translated(region=aws.region_name):
+        images = aws.ec2.describe_images(ImageIds=[image_id]).get("Images", [])
+    return images[0].get("RootDeviceName") if images else None
 
 
 def find_baked(aws: Aws, *, stack: str, base: str, python: str, arch: str) -> BakedImage | None:
@@ -108,8 +119,9 @@ def image_name(stack: str, os_name: str, python: str, when: dt.datetime) -> str:
     return f"dlenv-{stack}-{os_name}-{python}-{when.strftime('%Y%m%dT%H%M%SZ')}"
 
 
-def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in {**tags, TAG_BAKED: "true"}.items()]
+def _baked_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """An image's tags (and its snapshots'): TAGS and the mark `find_baked` looks for."""
+    return {**tags, TAG_BAKED: "true"}
 
 
 def create(aws: Aws, instance_id: str, name: str, tags: dict[str, str]) -> str:
@@ -120,7 +132,7 @@ def create(aws: Aws, instance_id: str, name: str, tags: dict[str, str]) -> str:
             Name=name,
             Description=f"dlenv stack {tags.get('dlenv:stack', '?')} ({tags.get('dlenv:os', '?')})",
             NoReboot=True,  # the builder is already stopped: its disk is consistent
-            TagSpecifications=[{"ResourceType": "image", "Tags": _tag_list(tags)}],
+            TagSpecifications=[shapes.tag_spec("image", _baked_tags(tags))],
         )
     image_id: str = resp["ImageId"]
     return image_id
@@ -136,7 +148,7 @@ def tag_snapshots(aws: Aws, image: BakedImage) -> None:
         return
     tags = {k: v for k, v in image.tags.items() if k.startswith("dlenv:") or k == "Name"}
     with translated(region=aws.region_name):
-        aws.ec2.create_tags(Resources=image.snapshot_ids, Tags=_tag_list(tags))
+        aws.ec2.create_tags(Resources=image.snapshot_ids, Tags=shapes.tag_list(_baked_tags(tags)))
 
 
 def wait_available(

@@ -7,12 +7,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal
 
+from dlenv.cloud import shapes
 from dlenv.cloud.aws_errors import translated
 from dlenv.cloud.session import Aws
 from dlenv.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import InstanceTypeDef
 
 TAG_NAME = "dlenv:name"
 TAG_STACK = "dlenv:stack"
@@ -47,14 +52,14 @@ class Environment:
     image_id: str | None = None
 
     @classmethod
-    def from_instance(cls, inst: dict[str, Any]) -> Environment:
+    def from_instance(cls, inst: InstanceTypeDef) -> Environment:
         tags = {t["Key"]: t["Value"] for t in inst.get("Tags", [])}
         reason = inst.get("StateReason", {}).get("Message")
         return cls(
             name=tags.get(TAG_NAME, "?"),
             instance_id=inst["InstanceId"],
             instance_type=inst["InstanceType"],
-            state=cast(InstanceState, inst["State"]["Name"]),
+            state=inst["State"]["Name"],
             public_ip=inst.get("PublicIpAddress"),
             private_ip=inst.get("PrivateIpAddress"),
             launch_time=inst.get("LaunchTime"),
@@ -91,12 +96,10 @@ class Environment:
 
 
 def list_environments(aws: Aws, name: str | None = None) -> list[Environment]:
-    filters = [{"Name": "instance-state-name", "Values": LIVE_STATES}]
-    filters.append(
-        {"Name": f"tag:{TAG_NAME}", "Values": [name]}
-        if name
-        else {"Name": "tag-key", "Values": [TAG_NAME]}
-    )
+    filters = [
+        shapes.filter("instance-state-name", *LIVE_STATES),
+        shapes.filter(f"tag:{TAG_NAME}", name) if name else shapes.filter("tag-key", TAG_NAME),
+    ]
     envs: list[Environment] = []
     with translated(region=aws.region_name):
         for page in aws.ec2.get_paginator("describe_instances").paginate(Filters=filters):
@@ -120,12 +123,69 @@ def get(aws: Aws, name: str) -> Environment:
     return env
 
 
-def wait(aws: Aws, waiter: str, instance_id: str, timeout: int = 900) -> None:
+InstanceWaiter = Literal["instance_running", "instance_stopped", "instance_terminated"]
+"""The EC2 waiters dlenv waits on an instance with."""
+
+
+def wait(aws: Aws, waiter: InstanceWaiter, instance_id: str, timeout: int = 900) -> None:
     delay = 5
     with translated(region=aws.region_name):
         aws.ec2.get_waiter(waiter).wait(
             InstanceIds=[instance_id],
             WaiterConfig={"Delay": delay, "MaxAttempts": max(1, timeout // delay)},
+        )
+
+
+def tag(aws: Aws, resource_ids: Sequence[str], tags: Mapping[str, str]) -> None:
+    """Set TAGS (added, or overwritten by key) on the resources (instances, images, ...)."""
+    with translated(region=aws.region_name):
+        aws.ec2.create_tags(Resources=list(resource_ids), Tags=shapes.tag_list(tags))
+
+
+def untag(aws: Aws, resource_ids: Sequence[str], keys: Iterable[str]) -> None:
+    """Remove the tags KEYS from the resources, whatever their values."""
+    with translated(region=aws.region_name):
+        aws.ec2.delete_tags(Resources=list(resource_ids), Tags=shapes.tag_keys(keys))
+
+
+def terminate(
+    aws: Aws,
+    envs: Sequence[Environment],
+    *,
+    requested: Callable[[list[str]], None] | None = None,
+) -> list[str]:
+    """Terminate the instances of ENVS (not waiting), their spot requests cancelled first: a
+    persistent request would launch them again. `requested(ids)` runs between the two, when
+    the termination is about to be asked (callers record it for their "remains:" line).
+    Returns the instance ids."""
+    ids = [e.instance_id for e in envs]
+    with translated(region=aws.region_name):
+        spot = [e.spot_request_id for e in envs if e.spot_request_id]
+        if spot:
+            aws.ec2.cancel_spot_instance_requests(SpotInstanceRequestIds=spot)
+        if requested is not None:
+            requested(ids)
+        aws.ec2.terminate_instances(InstanceIds=ids)
+    return ids
+
+
+def stop(aws: Aws, instance_id: str) -> None:
+    """Ask EC2 to stop the instance (not waiting: `wait(aws, "instance_stopped", ...)`)."""
+    with translated(region=aws.region_name):
+        aws.ec2.stop_instances(InstanceIds=[instance_id])
+
+
+def start(aws: Aws, env: Environment) -> None:
+    """Ask EC2 to start ENV's instance; no capacity for its type in its zone: CapacityError."""
+    with translated(region=aws.region_name, instance_type=env.instance_type, az=env.az or ""):
+        aws.ec2.start_instances(InstanceIds=[env.instance_id])
+
+
+def set_type(aws: Aws, instance_id: str, instance_type: str) -> None:
+    """Change a stopped instance's type (same disk, same everything else)."""
+    with translated(region=aws.region_name, instance_type=instance_type):
+        aws.ec2.modify_instance_attribute(
+            InstanceId=instance_id, InstanceType={"Value": instance_type}
         )
 
 

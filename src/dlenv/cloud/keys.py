@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+    from mypy_boto3_ec2.type_defs import TagTypeDef
 
 Say = Callable[[str], None]
 
@@ -177,9 +178,7 @@ def require_private_key(env: str, region: str, say: Say | None = None) -> Path:
     return check_private_key(path, say)
 
 
-def ensure_key_pair(
-    aws: Aws, env: str, tags: list[dict[str, str]], say: Say | None = None
-) -> KeyPair:
+def ensure_key_pair(aws: Aws, env: str, tags: list[TagTypeDef], say: Say | None = None) -> KeyPair:
     """The environment's key pair, importing a new local key into EC2 when it has none.
 
     A Duplicate from ImportKeyPair means another dlenv (another machine) imported its own key
@@ -574,15 +573,16 @@ class KeyStatus:
     env: str
     key_name: str
     local: Path | None
-    ec2: Ec2Key | None
+    remote: Ec2Key | None
+    """The key pair EC2 holds under `key_name` (None: none there)."""
     match: bool | None
     """Whether the local key is EC2's (None when one side is missing or cannot be read)."""
 
     @property
     def state(self) -> str:
-        if self.local and self.ec2:
+        if self.local and self.remote:
             return {True: "ok", False: "different keys", None: "local key unreadable"}[self.match]
-        if self.ec2:
+        if self.remote:
             return "not on this machine"
         return "not in EC2"
 

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlenv.cloud.aws_errors import translate
 from dlenv.cloud.catalog import InstanceType
 from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError, CapacityError, DlenvError, UsageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import InstanceTypeDef, TagTypeDef
 
 Say = Callable[[str], None]
 
@@ -60,7 +63,7 @@ class LaunchSpec:
     spot: bool
     spot_type: str
     spot_fallback: str
-    tags: list[dict[str, str]]
+    tags: list[TagTypeDef]
     launch_id: str = ""
     """This `up`'s id: tagged on the instance and the base of each attempt's ClientToken."""
     count: int = 1
@@ -203,7 +206,7 @@ class Launched:
     spot: bool
 
     @classmethod
-    def from_instance(cls, inst: dict[str, Any]) -> Launched:
+    def from_instance(cls, inst: InstanceTypeDef) -> Launched:
         return cls(
             instance_id=inst["InstanceId"],
             launch_time=inst.get("LaunchTime"),
@@ -319,7 +322,7 @@ def footprint(aws: Aws, env: str, launch_id: str | None = None) -> Footprint:
     """
     from dlenv.cloud import instances, keys, network
 
-    def ours(tags: list[dict[str, str]] | dict[str, str]) -> bool:
+    def ours(tags: Sequence[TagTypeDef] | dict[str, str]) -> bool:
         if launch_id is None:
             return True
         pairs = tags if isinstance(tags, dict) else {t["Key"]: t["Value"] for t in tags}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dlenv.cloud import shapes
 from dlenv.cloud.aws_errors import translated
 from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError
@@ -51,10 +52,6 @@ class MoveArtifacts:
         )
 
 
-def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
-
-
 def root_disk(aws: Aws, instance_id: str, arch: Arch) -> RootDisk:
     """The instance's root volume (by its RootDeviceName) and its size."""
     with translated(region=aws.region_name):
@@ -83,7 +80,7 @@ def snapshot(aws: Aws, disk: RootDisk, tags: dict[str, str], timeout: int = 3600
         snap: str = aws.ec2.create_snapshot(
             VolumeId=disk.volume_id,
             Description=f"dlenv move of {tags.get('dlenv:name', '?')}",
-            TagSpecifications=[{"ResourceType": "snapshot", "Tags": _tag_list(tags)}],
+            TagSpecifications=[shapes.tag_spec("snapshot", tags)],
         )["SnapshotId"]
         aws.ec2.get_waiter("snapshot_completed").wait(
             SnapshotIds=[snap], WaiterConfig={"Delay": 15, "MaxAttempts": max(1, timeout // 15)}
@@ -112,10 +109,10 @@ def register(aws: Aws, name: str, snapshot_id: str, disk: RootDisk, tags: dict[s
                     },
                 }
             ],
-            TagSpecifications=[{"ResourceType": "image", "Tags": _tag_list(tags)}],
+            TagSpecifications=[shapes.tag_spec("image", tags)],
         )["ImageId"]
         # tagged again: some implementations of RegisterImage drop TagSpecifications
-        aws.ec2.create_tags(Resources=[image], Tags=_tag_list(tags))
+        aws.ec2.create_tags(Resources=[image], Tags=shapes.tag_list(tags))
         aws.ec2.get_waiter("image_available").wait(
             ImageIds=[image], WaiterConfig={"Delay": 15, "MaxAttempts": 240}
         )
@@ -125,10 +122,10 @@ def register(aws: Aws, name: str, snapshot_id: str, disk: RootDisk, tags: dict[s
 def artifacts(aws: Aws, name: str, move_id: str | None = None) -> MoveArtifacts:
     """Snapshots, images and live instances from moves of NAME (one move's, with `move_id`)."""
     filters = [
-        {"Name": "tag:dlenv:name", "Values": [name]},
-        {"Name": f"tag:{TAG_MOVE}", "Values": [move_id]}
+        shapes.filter("tag:dlenv:name", name),
+        shapes.filter(f"tag:{TAG_MOVE}", move_id)
         if move_id
-        else {"Name": "tag-key", "Values": [TAG_MOVE]},
+        else shapes.filter("tag-key", TAG_MOVE),
     ]
     found = MoveArtifacts()
     with translated(region=aws.region_name):
@@ -142,13 +139,10 @@ def artifacts(aws: Aws, name: str, move_id: str | None = None) -> MoveArtifacts:
         )
         live = [
             *filters,
-            {
-                "Name": "instance-state-name",
-                "Values": ["pending", "running", "stopping", "stopped"],
-            },
+            shapes.filter("instance-state-name", "pending", "running", "stopping", "stopped"),
         ]
-        for page in aws.ec2.get_paginator("describe_instances").paginate(Filters=live):
-            for reservation in page["Reservations"]:
+        for answer in aws.ec2.get_paginator("describe_instances").paginate(Filters=live):
+            for reservation in answer["Reservations"]:
                 found.instances.extend(i["InstanceId"] for i in reservation["Instances"])
     return found
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import urllib.request
-from collections.abc import Callable
-from typing import Any, overload
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, overload
 
+from dlenv.cloud import shapes
 from dlenv.cloud.aws_errors import error_code, translated
 from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError, UsageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import IpPermissionTypeDef, SecurityGroupTypeDef, TagTypeDef
 
 
 def group_name(env: str) -> str:
@@ -145,52 +149,71 @@ def default_subnets(aws: Aws, vpc_id: str) -> dict[str, str]:
     return {s["AvailabilityZone"]: s["SubnetId"] for s in subnets}
 
 
-def find_group(aws: Aws, env: str, vpc_id: str | None = None) -> dict[str, Any] | None:
-    filters = [{"Name": "group-name", "Values": [group_name(env)]}]
+def find_group(aws: Aws, env: str, vpc_id: str | None = None) -> SecurityGroupTypeDef | None:
+    filters = [shapes.filter("group-name", group_name(env))]
     if vpc_id:
-        filters.append({"Name": "vpc-id", "Values": [vpc_id]})
+        filters.append(shapes.filter("vpc-id", vpc_id))
     with translated(region=aws.region_name):
         groups = aws.ec2.describe_security_groups(Filters=filters)["SecurityGroups"]
     return groups[0] if groups else None
 
 
 def ensure_group(
-    aws: Aws, env: str, vpc_id: str, cidr: str, tags: list[dict[str, str]]
+    aws: Aws, env: str, vpc_id: str, cidr: str, tags: Sequence[TagTypeDef]
 ) -> tuple[str, bool]:
     """(group id, created?) for the environment, with SSH open to `cidr` only.
 
     A Duplicate from CreateSecurityGroup means another dlenv (another machine) created the group
     between our lookup and our create: ConcurrentLaunchError, and the caller undoes its launch.
     """
-    import botocore.exceptions
-
-    from dlenv.cloud.launch import ConcurrentLaunchError
-
     existing = find_group(aws, env, vpc_id)
     with translated(region=aws.region_name):
         if existing:
             gid = existing["GroupId"]
             created = False
         else:
-            try:
-                gid = aws.ec2.create_security_group(
-                    GroupName=group_name(env),
-                    VpcId=vpc_id,
-                    Description=f"dlenv {env}: SSH from one address only",
-                    TagSpecifications=[{"ResourceType": "security-group", "Tags": tags}],
-                )["GroupId"]
-            except botocore.exceptions.ClientError as exc:
-                if error_code(exc) == "InvalidGroup.Duplicate":
-                    raise ConcurrentLaunchError(
-                        env, f"security group {group_name(env)} appeared"
-                    ) from exc
-                raise
+            gid = create_group(
+                aws, group_name(env), vpc_id, f"dlenv {env}: SSH from one address only", tags, env
+            )
             created = True
         set_ssh_cidr(aws, gid, cidr, existing)
     return gid, created
 
 
-def set_ssh_cidr(aws: Aws, gid: str, cidr: str, group: dict[str, Any] | None = None) -> None:
+def create_group(
+    aws: Aws,
+    name: str,
+    vpc_id: str,
+    description: str,
+    tags: Sequence[TagTypeDef],
+    owner: str,
+) -> str:
+    """Create the tagged security group `name` in `vpc_id` (no rules yet); its id.
+
+    A Duplicate means another dlenv (another machine) created it between our lookup and our
+    create: ConcurrentLaunchError of `owner` (the environment or cluster being launched), and
+    the caller undoes its launch.
+    """
+    import botocore.exceptions
+
+    from dlenv.cloud.launch import ConcurrentLaunchError
+
+    with translated(region=aws.region_name):
+        try:
+            gid: str = aws.ec2.create_security_group(
+                GroupName=name,
+                VpcId=vpc_id,
+                Description=description,
+                TagSpecifications=[{"ResourceType": "security-group", "Tags": list(tags)}],
+            )["GroupId"]
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) == "InvalidGroup.Duplicate":
+                raise ConcurrentLaunchError(owner, f"security group {name} appeared") from exc
+            raise
+    return gid
+
+
+def set_ssh_cidr(aws: Aws, gid: str, cidr: str, group: SecurityGroupTypeDef | None = None) -> None:
     """Make port 22 from `cidr` the group's only ingress rule (revoking stale ones)."""
     import botocore.exceptions
 
@@ -207,17 +230,13 @@ def set_ssh_cidr(aws: Aws, gid: str, cidr: str, group: dict[str, Any] | None = N
     ]
     if stale:
         aws.ec2.revoke_security_group_ingress(GroupId=gid, IpPermissions=stale)
-    v6 = ":" in cidr
-    ranges = (
-        {"Ipv6Ranges": [{"CidrIpv6": cidr, "Description": "dlenv: SSH from caller"}]}
-        if v6
-        else {"IpRanges": [{"CidrIp": cidr, "Description": "dlenv: SSH from caller"}]}
-    )
+    rule: IpPermissionTypeDef = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22}
+    if ":" in cidr:
+        rule["Ipv6Ranges"] = [{"CidrIpv6": cidr, "Description": "dlenv: SSH from caller"}]
+    else:
+        rule["IpRanges"] = [{"CidrIp": cidr, "Description": "dlenv: SSH from caller"}]
     try:
-        aws.ec2.authorize_security_group_ingress(
-            GroupId=gid,
-            IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, **ranges}],
-        )
+        aws.ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[rule])
     except botocore.exceptions.ClientError as exc:
         if error_code(exc) != "InvalidPermission.Duplicate":
             raise

@@ -9,10 +9,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_pricing.type_defs import FilterTypeDef
 
 REGION_NAMES = {
     "us-east-1": "US East (N. Virginia)",
@@ -74,7 +77,7 @@ def fetch_prices(aws: Aws, region: str, types: list[str]) -> dict[str, float]:
             "prices for this region come from the shipped table",
         )
     pricing = aws.client("pricing", region="us-east-1")
-    filters = [
+    filters: list[FilterTypeDef] = [
         {"Type": "TERM_MATCH", "Field": "location", "Value": location},
         {"Type": "TERM_MATCH", "Field": "operatingSystem", "Value": "Linux"},
         {"Type": "TERM_MATCH", "Field": "tenancy", "Value": "Shared"},

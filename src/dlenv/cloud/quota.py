@@ -9,12 +9,16 @@ with the exact command that requests the increase. An unreadable quota is only a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
+from dlenv.cloud import shapes
 from dlenv.cloud.aws_errors import quota_hint
 from dlenv.cloud.catalog import InstanceType
 from dlenv.cloud.session import Aws
 from dlenv.errors import AwsError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import InstanceTypeDef
 
 
 def read_quota(aws: Aws, code: str) -> float:
@@ -34,7 +38,7 @@ def _family_of(instance_type: str) -> str | None:
     return None
 
 
-def _vcpus(inst: dict[str, Any]) -> int:
+def _vcpus(inst: InstanceTypeDef) -> int:
     from dlenv.cloud import catalog
 
     try:
@@ -50,7 +54,7 @@ def running_vcpus(aws: Aws, family: str, spot: bool) -> int:
     One paginated call over running instances, filtered here by type family (EC2's own
     instance-type filter takes wildcards, but keeping the rule in one place is simpler).
     """
-    filters = [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    filters = [shapes.filter("instance-state-name", "pending", "running")]
     total = 0
     for page in aws.ec2.get_paginator("describe_instances").paginate(Filters=filters):
         for reservation in page["Reservations"]:

@@ -89,7 +89,8 @@ def bake(
     """Bake one image; returns it once `available`. Raises after removing whatever it made."""
     from dlenv.cloud import catalog, images
     from dlenv.cloud.session import from_settings
-    from dlenv.ops import lifecycle
+    from dlenv.ops import lifecycle, power
+    from dlenv.ops import up as up_ops
     from dlenv.provision import runner
     from dlenv.provision.manifest import load_stack
 
@@ -117,7 +118,7 @@ def bake(
 
     t = started
     try:
-        up = lifecycle.up(
+        up = up_ops.up(
             name,
             settings,
             terminal,
@@ -134,7 +135,7 @@ def bake(
             checked = _clean(up.target, stack, options)
         terminal.info(f"cleanup validated: {checked}")
         t = lap("cleanup", t)
-        env = lifecycle.stop(name, settings, terminal)
+        env = power.stop(name, settings, terminal)
         t = lap("stop", t)
         when = dt.datetime.now(dt.timezone.utc)
         gpu = bool(result.facts and result.facts.has_nvidia_gpu)
@@ -197,10 +198,10 @@ def _discard_image(aws: Aws, image_id: str, terminal: Terminal) -> None:
 
 def _remove_builder(name: str, settings: Settings, terminal: Terminal) -> None:
     """Terminate the builder and delete its security group, key pair and ssh entry."""
-    from dlenv.ops import lifecycle
+    from dlenv.ops.down import down
 
     try:
-        lifecycle.down(name, settings, terminal)
+        down(name, settings, terminal)
         terminal.note(f"builder {name} removed (instance, security group, key pair)")
     except NotFoundError:
         pass  # the launch failed before creating anything (its own rollback ran)

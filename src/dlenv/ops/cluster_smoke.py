@@ -28,9 +28,9 @@ from typing import Any, TextIO
 from dlenv.errors import DlenvError
 from dlenv.ops.nodes import Node, ssh_command
 from dlenv.ops.run import RunResult, run
+from dlenv.ops.smoke import REMOTE_DIR
 
 EXIT_PASS, EXIT_FAIL, EXIT_CPU_ONLY = 0, 1, 10
-REMOTE_DIR = ".cache/dlenv/smoke"
 REPORT_FILE = "~/.cache/dlenv/cluster-smoke.json"
 REPORT_PREFIX = "DLENV_CLUSTER_REPORT "
 GOOD_FRACTION = 0.5
@@ -188,9 +188,16 @@ def upload(nodes: Sequence[Node]) -> None:
     def send(node: Node) -> None:
         from dlenv.ssh.openssh import classify
 
-        proc = subprocess.run(
-            ssh_command(node.target, remote), input=payload, capture_output=True, timeout=120
-        )
+        try:
+            proc = subprocess.run(
+                ssh_command(node.target, remote), input=payload, capture_output=True, timeout=120
+            )
+        except subprocess.TimeoutExpired:
+            raise DlenvError(
+                f"uploading the smoke test ({len(payload) // 1024} KiB) took over 120 s",
+                f"check the node's network (`dlenv ssh {node.name}`), then run the test again",
+                host=node.name,
+            ) from None
         if proc.returncode == 255:
             err = classify(node.target, proc.stderr.decode(errors="replace"))
             err.host = node.name

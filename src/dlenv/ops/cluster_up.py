@@ -5,12 +5,14 @@ group in one zone: AWS gives all of them or none, and a short answer is rolled b
 cluster is never left half-made. Each node is an environment `NAME-K` (ssh, jupyter, stop work on
 it unchanged); the cluster owns the key pair and SSH group `dlenv-NAME` (as one environment
 would), the placement group `dlenv-NAME` and the cluster group `dlenv-cluster-NAME`. The nodes
-are provisioned by the same parallel runner as `up --count` (cli/up.py), then every node learns
-the cluster (dlenv.ops.nodes.configure: cluster.env, hostfile).
+are provisioned by the same parallel runner as `up --count` (dlenv.ops.up.provision_all), then
+every node learns the cluster (dlenv.ops.nodes.configure: cluster.env, hostfile); `execute` is
+that whole sequence under every name's lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import re
@@ -22,12 +24,14 @@ from typing import TYPE_CHECKING, Literal
 from dlenv.errors import CapacityError, DlenvError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import TagTypeDef
+
     from dlenv.cloud.catalog import InstanceType
     from dlenv.cloud.cluster import ClusterView
     from dlenv.cloud.instances import Environment
     from dlenv.cloud.session import Aws
     from dlenv.config import Settings
-    from dlenv.ops.lifecycle import UpResult
+    from dlenv.ops.up import UpDone, UpRequest, UpResult
     from dlenv.terminal import Terminal
 
 MIN_NODES = 2
@@ -93,7 +97,7 @@ def node_settings(settings: Settings) -> Settings:
 # ---- up ------------------------------------------------------------------------------------------
 @dataclass
 class ClusterUp:
-    """The nodes as cli/up.py's provisioning takes them, and whether they have EFA."""
+    """The nodes as `dlenv.ops.up.provision_all` takes them, and whether they have EFA."""
 
     results: list[tuple[str, Settings, UpResult]]
     """(node name, its settings, its UpResult) per node, in rank order."""
@@ -139,6 +143,41 @@ def up(
     )
 
 
+def execute(up_request: UpRequest, terminal: Terminal) -> UpDone:
+    """`up NAME --nodes N` end to end: the cluster launched whole (or found whole and running)
+    under the lock of its name and of every node's, provisioned in parallel like `--count`,
+    every node told about the others, then `--workdir` uploaded to each node."""
+    from dlenv.ops.up import UpDone, provision_all, upload_workdir
+    from dlenv.statefile import env_lock
+
+    assert up_request.nodes is not None  # dlenv.ops.up.execute comes here only with --nodes
+    name, nodes, settings = up_request.name, up_request.nodes, up_request.settings
+    request = check_request(name, nodes, settings, up_request.efa)
+    with contextlib.ExitStack() as locks:
+        for each in [name, *request.node_names]:
+            locks.enter_context(env_lock(each, say=terminal.info))
+        made = up(request, settings, terminal, yes=up_request.yes, wait_ssh=up_request.provision)
+        results = made.results
+        if not up_request.provision:
+            terminal.info(
+                f"connect: dlenv ssh {request.node_names[0]}   "
+                f"provision later: dlenv up {name} --nodes {nodes}"
+            )
+            return UpDone(results, provisioned=False)
+        provision_all(results, up_request.options_for, terminal, efa=made.efa)
+        configure(name, results, settings, terminal)
+        terminal.success(
+            f"cluster {name}: {nodes} nodes provisioned, each knows the cluster "
+            "(/etc/dlenv/cluster.env)"
+        )
+        if up_request.workdir is not None:
+            upload_workdir([each for each, _, _ in results], up_request.workdir, settings, terminal)
+    terminal.info(
+        f"next: dlenv run {name} -- hostname   |   dlenv status {name}   |   dlenv down {name}"
+    )
+    return UpDone(results, provisioned=True)
+
+
 def _existing(
     aws: Aws,
     request: ClusterRequest,
@@ -181,13 +220,14 @@ def _ready(
 
     Host keys come from each instance's own console, exactly as for one environment."""
     from dlenv.ops import lifecycle
+    from dlenv.ops.up import UpResult
 
     _share_key(name, [e.name for e in envs], aws.region_name)
 
     def one(env: Environment) -> tuple[str, Settings, UpResult]:
         mine = node_settings(settings)
         target = lifecycle.ready_for_ssh(aws, env.name, env, mine, terminal, wait_ssh=wait_ssh)
-        return env.name, mine, lifecycle.UpResult(env, action, target)
+        return env.name, mine, UpResult(env, action, target)
 
     try:
         return _in_parallel(one, envs)
@@ -251,7 +291,7 @@ def _share_key(name: str, nodes: list[str], region: str) -> None:
 
 def _common_tags(
     request: ClusterRequest, user: str, os_name: str, settings: Settings, launch_id: str
-) -> list[dict[str, str]]:
+) -> list[TagTypeDef]:
     """The tags every resource of this launch carries (the per-node name and rank follow)."""
     from dlenv.cloud import cluster, launch
     from dlenv.cloud.instances import TAG_NAME
@@ -407,7 +447,7 @@ def _capacity_error(request: ClusterRequest, region: str, exc: CapacityError) ->
 def _rollback(aws: Aws, name: str, made: _Created, terminal: Terminal) -> bool:
     """Undo what `made` records, nodes first (by the launch tag); True when all of it went."""
     from dlenv.cloud import cluster, keys
-    from dlenv.ops import lifecycle
+    from dlenv.ops.down import delete_group_when_free
 
     try:
         nodes = cluster.list_nodes(aws, name, launch_id=made.launch_id)
@@ -419,7 +459,7 @@ def _rollback(aws: Aws, name: str, made: _Created, terminal: Terminal) -> bool:
             made.undone.append(f"deleted placement group {cluster.placement_group_name(name)}")
         for gid in (made.cluster_group, made.ssh_group):
             if gid:
-                lifecycle.delete_group_when_free(aws, name, group_id=gid)
+                delete_group_when_free(aws, name, group_id=gid)
                 made.undone.append(f"deleted security group {gid}")
         if made.key_pair:
             keys.delete_key_pair(aws, name, keep_local=True)
@@ -510,10 +550,11 @@ def down(
     """
     from dlenv.cloud import cluster, instances, keys, network
     from dlenv.cloud.session import from_settings
-    from dlenv.ops import lifecycle
+    from dlenv.ops.down import delete_group_when_free
+    from dlenv.ops.lifecycle import validate_name
     from dlenv.statefile import env_lock
 
-    lifecycle.validate_name(name)
+    validate_name(name)
     aws = from_settings(settings)
     with env_lock(name, say=terminal.info):
         nodes = cluster.list_nodes(aws, name)
@@ -557,7 +598,7 @@ def down(
         groups = []
         for group in (cgroup, sgroup):
             if group:
-                lifecycle.delete_group_when_free(aws, name, group_id=group["GroupId"])
+                delete_group_when_free(aws, name, group_id=group["GroupId"])
                 groups.append(group["GroupId"])
         key_pair = False
         local_keys = 0

@@ -26,6 +26,7 @@ class Check:
 
 
 def _aws_checks(settings: Any) -> list[Check]:
+    from dlenv.cloud import account
     from dlenv.cloud.aws_errors import translate
     from dlenv.cloud.session import from_settings
 
@@ -37,8 +38,8 @@ def _aws_checks(settings: Any) -> list[Check]:
     except DlenvError as exc:
         return [Check("region", "FAIL", f"{exc.message}: {exc.hint}")]
     try:
-        ident = aws.client("sts").get_caller_identity()
-        checks.append(Check("credentials", "OK", f"account {ident['Account']} ({ident['Arn']})"))
+        ident = account.caller_identity(aws)
+        checks.append(Check("credentials", "OK", f"account {ident.account} ({ident.arn})"))
     except Exception as exc:
         err = translate(exc, region=region) or DlenvError(str(exc))
         checks.append(Check("credentials", "FAIL", f"{err.message}: {err.hint}"))
@@ -50,6 +51,7 @@ def _aws_checks(settings: Any) -> list[Check]:
 def quota_checks(aws: Aws) -> list[Check]:
     """The on-demand vCPU quotas for G and P instances (0 on new accounts: the #1 surprise)."""
     from dlenv.cloud.aws_errors import quota_hint
+    from dlenv.cloud.quota import read_quota
 
     out = []
     for code, label in (
@@ -57,9 +59,7 @@ def quota_checks(aws: Aws) -> list[Check]:
         ("L-417A185B", "P on-demand vCPU quota"),
     ):
         try:
-            value = aws.client("service-quotas").get_service_quota(
-                ServiceCode="ec2", QuotaCode=code
-            )["Quota"]["Value"]
+            value = read_quota(aws, code)
         except Exception as exc:
             out.append(
                 Check(

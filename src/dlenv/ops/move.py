@@ -220,14 +220,14 @@ def _finish(
     """Step 4: the new instance runs; remove the old one, then the image and snapshot, then
     the move's tags (last: until then a rerun finds the move and finishes it)."""
     from dlenv.cloud import move as cloud_move
-    from dlenv.ops.lifecycle import _target
+    from dlenv.ops.lifecycle import env_target
     from dlenv.ssh import config as ssh_config
     from dlenv.ssh.known_hosts import remove_host
 
     # A new instance id makes cloud-init create new host keys: forget the old ones, so the next
     # SSH use reads the new keys from the console, exactly as after `up`.
     remove_host(f"dlenv-{name}", warn=terminal.warn)
-    ssh_config.write_entry(name, _target(name, new, settings))
+    ssh_config.write_entry(name, env_target(name, new, settings))
     try:
         if old is not None:
             with terminal.phase(f"removing the old instance {old.instance_id} ({old.az})"):

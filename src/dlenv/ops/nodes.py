@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlenv.errors import DlenvError, NotFoundError, SshTimeoutError, UsageError
+from dlenv.errors import DlenvError, NotFoundError, UsageError
 from dlenv.ssh.target import HOSTNAME_RE, SshTarget
 
 if TYPE_CHECKING:
@@ -400,28 +399,20 @@ def ssh_command(target: SshTarget, remote: str, *, tty: bool = False) -> list[st
     """ssh(1) argv running the shell line `remote` on `target`, with the same verified options
     as `dlenv ssh` (host keys checked, BatchMode); `tty` forces a remote terminal, so closing
     the connection hangs the remote command up (how `dlenv run` stops a job on Ctrl-C)."""
-    from dlenv.ssh.openssh import ssh_binary, ssh_options
+    from dlenv.ssh.openssh import ssh_line_argv
 
-    return [ssh_binary(), *(["-tt"] if tty else []), *ssh_options(target), remote]
+    return ssh_line_argv(target, remote, *(["-tt"] if tty else []))
 
 
 def _run_one(target: SshTarget, remote: str, timeout: float) -> str:
-    from dlenv.ssh.openssh import classify
+    from dlenv.ssh.openssh import run_captured
 
-    try:
-        proc = subprocess.run(
-            ssh_command(target, remote),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        raise SshTimeoutError(
-            f"no answer within {timeout:.0f}s", "check that the machine is up", host=target.label
-        ) from None
-    if proc.returncode == 255:
-        raise classify(target, proc.stderr)
+    proc = run_captured(
+        target,
+        ssh_command(target, remote),
+        timeout=timeout,
+        timed_out=(f"no answer within {timeout:.0f}s", "check that the machine is up"),
+    )
     if proc.returncode != 0:
         last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
         raise DlenvError(

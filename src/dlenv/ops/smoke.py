@@ -1,10 +1,11 @@
 """Running the bundled smoke test (the `dlenv_smoke` package) here or on another machine.
 
 `dlenv_smoke` is self-contained (torch + standard library), so running it anywhere means: make
-the package importable for some Python, then run `python -m dlenv_smoke ARGS`. This module builds
-those command lines in one place: `local_command` for this machine, `remote_command` (plus
-`package_files`, what to upload) for the provisioning layer to run over SSH. Exit codes are the
-job's own: 0 passed on GPU, 10 passed but no usable GPU (CPU only), 1 failed.
+the package importable for some Python, then run `python -m dlenv_smoke ARGS`. This module does
+that in one place: `local_command` for this machine, `run_remote` for a provisioned host (where
+the smoke-test step installed the `dlenv-smoke` command), and `package_files` + `REMOTE_DIR` for
+what the cluster test uploads to nodes. Exit codes are the job's own: 0 passed on GPU, 10 passed
+but no usable GPU (CPU only), 1 failed.
 """
 
 from __future__ import annotations
@@ -90,19 +91,6 @@ def run_local(args: list[str], python: str | None = None) -> int:
     return proc.returncode if proc.returncode >= 0 else EXIT_FAIL  # killed by a signal
 
 
-def remote_command(python_path: str, args: list[str], remote_dir: str = REMOTE_DIR) -> str:
-    """One shell command line that runs the uploaded job on a host with `python_path`.
-
-    `remote_dir` (relative paths are from the login home) must hold `package_files()`.
-    """
-    from dlenv.ssh.command import join, quote
-
-    # `~` and the PYTHONPATH expansion are the only unquoted parts: every value is one word.
-    return f"cd ~ && PYTHONPATH={quote(remote_dir)}${{PYTHONPATH:+:$PYTHONPATH}} exec " + join(
-        [python_path, "-m", "dlenv_smoke", *args]
-    )
-
-
 def run_remote(target: SshTarget, args: list[str], name_hint: str) -> int:
     """Run the installed job (`dlenv-smoke`) on a host over ssh; its report streams here.
 
@@ -110,11 +98,11 @@ def run_remote(target: SshTarget, args: list[str], name_hint: str) -> int:
     """
     from dlenv.errors import DlenvError
     from dlenv.ssh.command import join
-    from dlenv.ssh.openssh import classify, ssh_binary, ssh_options
+    from dlenv.ssh.openssh import classify, ssh_line_argv
 
     remote = "command -v dlenv-smoke >/dev/null || exit 127; exec " + join(["dlenv-smoke", *args])
     proc = subprocess.run(
-        [ssh_binary(), *ssh_options(target), remote],
+        ssh_line_argv(target, remote),
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

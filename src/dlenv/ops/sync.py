@@ -408,15 +408,13 @@ def changed_files(remote: Remote) -> list[str]:
 def mark_work(name: str, settings: Settings) -> None:
     """Tag NAME as (possibly) holding work: from now on `down` checks before terminating."""
     from dlenv.cloud import instances
-    from dlenv.cloud.aws_errors import translated
     from dlenv.cloud.session import from_settings
 
     aws = from_settings(settings)
     env = instances.find(aws, name)
     if env is None or env.tags.get(TAG_WORK) == "yes":
         return
-    with translated(region=aws.region_name):
-        aws.ec2.create_tags(Resources=[env.instance_id], Tags=[{"Key": TAG_WORK, "Value": "yes"}])
+    instances.tag(aws, [env.instance_id], {TAG_WORK: "yes"})
 
 
 def check_before_down(name: str, settings: Settings, terminal: Terminal) -> None:

@@ -41,7 +41,7 @@ def resolve_target(
     assert name is not None  # exactly one of NAME and --host: checked above
     from dlenv.cloud import instances
     from dlenv.cloud.session import from_settings
-    from dlenv.ops import lifecycle
+    from dlenv.ops import lifecycle, power
 
     aws = from_settings(settings)
     env = instances.get(aws, name)
@@ -50,7 +50,7 @@ def resolve_target(
             f"{name} is {env.state}. Start it ({env.instance_type})?", assume_yes=yes
         ):
             raise UsageError(f"{name} is stopped", f"start it with `dlenv start {name}`")
-        env = lifecycle.start(name, settings, terminal)
+        env = power.start(name, settings, terminal)
         target = lifecycle.ready_for_ssh(aws, name, env, settings, terminal, wait_ssh=True)
         return name, target
     return name, lifecycle.target_of_running(name, settings, terminal)

@@ -187,19 +187,14 @@ def set_budget(aws: Aws, env: Any, target: SshTarget, amount: float | None) -> f
     the most an hour can cost). The machine is written first: a tag without a machine that
     enforces it would be a promise nobody keeps.
     """
-    from dlenv.cloud import catalog
-    from dlenv.cloud.aws_errors import translated
+    from dlenv.cloud import catalog, instances
 
     price = catalog.lookup(env.instance_type, aws.region_name).price_per_hour
     apply_budget(target, amount, price)
-    with translated(region=aws.region_name):
-        if amount is None:
-            aws.ec2.delete_tags(Resources=[env.instance_id], Tags=[{"Key": BUDGET_TAG}])
-        else:
-            aws.ec2.create_tags(
-                Resources=[env.instance_id],
-                Tags=[{"Key": BUDGET_TAG, "Value": f"{amount:.2f}"}],
-            )
+    if amount is None:
+        instances.untag(aws, [env.instance_id], [BUDGET_TAG])
+    else:
+        instances.tag(aws, [env.instance_id], {BUDGET_TAG: f"{amount:.2f}"})
     return price
 
 

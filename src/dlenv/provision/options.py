@@ -60,19 +60,7 @@ def read_ca_bundle(path: Path) -> str:
     """
     path = Path(path)
     fix = "give the CA certificate(s) as PEM (-----BEGIN CERTIFICATE----- ...)"
-    if not path.is_file():
-        raise UsageError(f"--ca-bundle {path} is not a file", fix)
-    try:
-        size = path.stat().st_size
-        if size > MAX_CA_BUNDLE_BYTES:
-            raise UsageError(
-                f"--ca-bundle {path} is {size} bytes, over the 1 MiB a CA bundle can be", fix
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"--ca-bundle {path} cannot be read: {exc.strerror or exc}", fix) from None
-    if len(raw) > MAX_CA_BUNDLE_BYTES:  # grew between stat and read
-        raise UsageError(f"--ca-bundle {path} is over the 1 MiB a CA bundle can be", fix)
+    raw = _read_capped(path, "--ca-bundle", fix, MAX_CA_BUNDLE_BYTES, "1 MiB a CA bundle can be")
     if not raw.strip():
         raise UsageError(f"--ca-bundle {path} is empty", fix)
     try:
@@ -195,22 +183,28 @@ def stack_pins() -> dict[str, str]:
     return {_norm(k): str(v) for k, v in pins.items()}
 
 
-def _read_user_text(path: Path, flag: str, fix: str) -> str:
-    """A small UTF-8 text file, or one line saying why not (binary, huge, unreadable)."""
-    path = Path(path)
+def _read_capped(path: Path, flag: str, fix: str, limit: int, limit_text: str) -> bytes:
+    """The bytes of the user's file given as `flag`, refused with one line when it is no
+    regular file, is over `limit` bytes ("over the {limit_text}") or cannot be read: a user's
+    file is read whole into memory and copied to hosts, so a huge one must stop here."""
     if not path.is_file():
         raise UsageError(f"{flag} {path} is not a file", fix)
     try:
         size = path.stat().st_size
-        if size > MAX_REQUIREMENTS_BYTES:
-            raise UsageError(
-                f"{flag} {path} is {size} bytes, over the 256 KiB such a file can be", fix
-            )
-        raw = path.read_bytes()[: MAX_REQUIREMENTS_BYTES + 1]
+        if size > limit:
+            raise UsageError(f"{flag} {path} is {size} bytes, over the {limit_text}", fix)
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
     except OSError as exc:
         raise UsageError(f"{flag} {path} cannot be read: {exc.strerror or exc}", fix) from None
-    if len(raw) > MAX_REQUIREMENTS_BYTES:
-        raise UsageError(f"{flag} {path} is over the 256 KiB such a file can be", fix)
+    if len(raw) > limit:  # grew between stat and read
+        raise UsageError(f"{flag} {path} is over the {limit_text}", fix)
+    return raw
+
+
+def _read_user_text(path: Path, flag: str, fix: str) -> str:
+    """A small UTF-8 text file, or one line saying why not (binary, huge, unreadable)."""
+    raw = _read_capped(Path(path), flag, fix, MAX_REQUIREMENTS_BYTES, "256 KiB such a file can be")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

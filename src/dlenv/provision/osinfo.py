@@ -124,28 +124,6 @@ def nvswitch_devices(lspci_n: str) -> tuple[str, ...]:
     return _nvidia_pci(lspci_n, (NVSWITCH_CLASS,))
 
 
-def parse_nvidia_smi_query(text: str) -> list[dict[str, str]]:
-    """`nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader` rows."""
-    rows = []
-    for line in text.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 2 and re.match(r"^\d+\.\d+", parts[1]):
-            rows.append(
-                {
-                    "name": parts[0],
-                    "driver_version": parts[1],
-                    "memory": parts[2] if len(parts) > 2 else "",
-                }
-            )
-    return rows
-
-
-def parse_nvcc_version(text: str) -> str | None:
-    """`nvcc --version` -> `13.0` (from `Cuda compilation tools, release 13.0, V13.0.88`)."""
-    match = re.search(r"release (\d+\.\d+)", text)
-    return match.group(1) if match else None
-
-
 def _sections(output: str) -> dict[str, str]:
     sections: dict[str, list[str]] = {}
     current = None

@@ -127,8 +127,16 @@ def ssh_binary() -> str:
 
 def ssh_argv(target: SshTarget, remote: Sequence[Word] | None = None, *pre: str) -> list[str]:
     """The full ssh command line; `remote` (argv) is quoted into one remote command by `join`."""
-    argv = [ssh_binary(), *pre, *ssh_options(target)]
-    return [*argv, join(remote)] if remote else argv
+    if remote:
+        return ssh_line_argv(target, join(remote), *pre)
+    return [ssh_binary(), *pre, *ssh_options(target)]
+
+
+def ssh_line_argv(target: SshTarget, line: str, *pre: str) -> list[str]:
+    """The full ssh command line running `line`, a remote shell command already built with
+    `dlenv.ssh.command` (`join`/`chain`/`quote` around its words), for the callers whose remote
+    command is more than one argv: `cd ~ && ...`, `if ...; fi`, a pipeline."""
+    return [ssh_binary(), *pre, *ssh_options(target), line]
 
 
 def prepare(
@@ -153,20 +161,35 @@ def run_remote(
 ) -> subprocess.CompletedProcess[str]:
     """Run argv `remote` on the target (captured); ssh's own failures become typed SshErrors."""
     prepare(target)
+    return run_captured(
+        target,
+        ssh_argv(target, remote),
+        timeout=timeout,
+        timed_out=(
+            f"the command over SSH did not finish within {timeout:.0f}s",
+            "check that the machine is responsive (`dlenv status`) and retry",
+        ),
+    )
+
+
+def run_captured(
+    target: SshTarget, argv: list[str], *, timeout: float, timed_out: tuple[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run the ssh(1) command line `argv` to `target` (stdin closed, output captured): ssh's
+    own failures (exit 255) raise the typed SshError (`classify`), no end within `timeout`
+    seconds raises SshTimeoutError with the caller's (message, hint) `timed_out`; any other
+    exit is the remote command's, for the caller to judge."""
     try:
         proc = subprocess.run(
-            ssh_argv(target, remote),
+            argv,
             capture_output=True,
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        raise SshTimeoutError(
-            f"the command over SSH did not finish within {timeout:.0f}s",
-            "check that the machine is responsive (`dlenv status`) and retry",
-            host=target.label,
-        ) from None
+        message, hint = timed_out
+        raise SshTimeoutError(message, hint, host=target.label) from None
     if proc.returncode == 255:
         raise classify(target, proc.stderr)
     return proc
