@@ -11,7 +11,7 @@ A tier comes from the test's folder or from the fixtures it uses (below), so a n
 right one without anyone remembering a decorator; markers written on a test still count, and
 `--strict-markers` still rejects a misspelt one. `-m "not docker"` stays the quick subset.
 
-Under pytest-xdist, `scripts/test` runs `-n 2 --dist loadscope`: a module's tests stay in one
+Under pytest-xdist, `scripts/test` runs `-n 3 --dist loadscope`: a module's tests stay in one
 worker, in file order, so a module-scoped fixture (a provisioned host, a running Lab, a cluster)
 is set up once, not once per worker. (`--dist loadgroup` would allow finer groups, but xdist 3.8
 cannot tag pytest 9's node ids: its groups are silently ignored.) Session fixtures run once per

@@ -71,6 +71,12 @@ def test_provision_frameworks_jax_kernel_runs_code_and_a_rerun_finds_nothing(
         f"--ServerApp.token={TOKEN} > /tmp/lab.log 2>&1 &",
         user="dlenv",
     )
+    # listening before the tunnel opens: a forward whose first connection is refused (the Lab
+    # still starting) dies with it, and every later request through it would hang
+    deadline = time.monotonic() + 120
+    while host.exec(f"curl -s -o /dev/null --max-time 5 http://127.0.0.1:{port}/api").returncode:
+        assert time.monotonic() < deadline, host.exec("cat /tmp/lab.log").stdout[-2000:]
+        time.sleep(1)
     with SshHost(host.target()) as h:
         h.connect()  # first, so the port picked next cannot become this connection's own
         local_port = free_port()
