@@ -255,31 +255,47 @@ def test_keep_awake_cli_over_the_verified_ssh_path(host, isolated_state) -> None
         assert len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
 
 
+def _running_time(host, hours: float) -> None:
+    """Running time since the budget was set, as the check keeps it (/var/lib/dlenv/budget-spent:
+    SET_AT, seconds, last tick): hours of it pass here without the test waiting for them, so
+    what is asserted does not depend on how fast a loaded machine runs the checks."""
+    host.exec(
+        "set_at=$(sed -n 's/^SET_AT=//p' /etc/dlenv/budget.conf) && "
+        f'echo "$set_at {hours * 3600:.3f} $(date +%s.%N)" > /var/lib/dlenv/budget-spent',
+        check=True,
+    )
+
+
 def test_the_budget_warns_then_stops_whatever_is_running(host, connection) -> None:
     from dlenv.provision.idle import budget_command, clear_budget_command
 
-    # $3600/h is $1 a second: a $3 budget is spent in three seconds of running time
-    res = host.exec(budget_command(3, 3600))
+    # $1/h: the seconds between two checks add next to nothing; the hours come from
+    # _running_time (test_idle_off_still_enforces_the_budget lets real time accrue)
+    res = host.exec(budget_command(3, 1))
     assert res.returncode == 0 and res.stdout.strip().isdigit(), res.stderr
-    conf = host.exec("cat /etc/dlenv/budget.conf").stdout
-    assert "BUDGET_USD=3.00\nPRICE_PER_HOUR=3600.0000\nSET_AT=" in conf, conf
-    connection("-tt", command=["sleep", "60"])  # busy: the budget stops it anyway
-    out = check(host, seconds=3600)
-    assert "budget: $0.00 of $3.00" in out and "busy: ssh terminal" in out, out
-    time.sleep(2.6)
-    out = check(host, seconds=3600)
-    assert "warning: dlenv: $2." in out and "of this machine's $3.00 budget is spent" in out, out
-    time.sleep(1)
-    out = check(host, seconds=3600)
-    assert "budget of $3.00 reached: stopping" in out and "would run shutdown -h now" in out, out
-    status = json.loads(host.exec("cat /run/dlenv/idle-status.json").stdout)
-    assert status["budget_usd"] == 3.0 and status["spent_usd"] >= 3.0, status
-    # a new budget counts afresh from when it is set
-    time.sleep(1.1)  # SET_AT has one-second resolution
-    assert host.exec(budget_command(50, 3600)).returncode == 0
-    out = check(host, seconds=3600)
-    assert "budget: $0.00 of $50.00" in out and "stopping" not in out, out
-    assert host.exec(clear_budget_command()).returncode == 0
+    try:
+        conf = host.exec("cat /etc/dlenv/budget.conf").stdout
+        assert "BUDGET_USD=3.00\nPRICE_PER_HOUR=1.0000\nSET_AT=" in conf, conf
+        connection("-tt", command=["sleep", "60"])  # busy: the budget stops it anyway
+        out = check(host, seconds=3600)
+        assert "budget: $0.00 of $3.00" in out and "busy: ssh terminal" in out, out
+        _running_time(host, 2.5)
+        out = check(host, seconds=3600)
+        assert "warning: dlenv: $2.50 of this machine's $3.00 budget is spent" in out, out
+        assert "stopping" not in out, out
+        assert "warning" not in check(host, seconds=3600)  # once per budget
+        _running_time(host, 3.01)
+        out = check(host, seconds=3600)
+        assert "budget of $3.00 reached: stopping" in out and "would run shutdown -h now" in out
+        status = json.loads(host.exec("cat /run/dlenv/idle-status.json").stdout)
+        assert status["budget_usd"] == 3.0 and status["spent_usd"] >= 3.0, status
+        # a new budget counts afresh from when it is set
+        time.sleep(1.1)  # SET_AT has one-second resolution
+        assert host.exec(budget_command(50, 1)).returncode == 0
+        out = check(host, seconds=3600)
+        assert "budget: $0.00 of $50.00" in out and "stopping" not in out, out
+    finally:
+        assert host.exec(clear_budget_command()).returncode == 0
     assert "budget:" not in check(host, seconds=3600)
 
 
@@ -292,7 +308,7 @@ def test_idle_off_still_enforces_the_budget(host) -> None:
         assert "idle auto-stop off" in res.stdout and "shutdown" not in res.stdout, res.stdout
         assert host.exec(budget_command(1, 3600)).returncode == 0
         host.exec(f"DLENV_IDLE_DRY_RUN=1 {CHECK}", check=True)
-        time.sleep(1.5)
+        time.sleep(1.5)  # $1 a second: at least $1.50 of real running time by the next check
         out = host.exec(f"DLENV_IDLE_DRY_RUN=1 {CHECK}").stdout
         assert "budget of $1.00 reached" in out and "would run shutdown" in out, out
     finally:
