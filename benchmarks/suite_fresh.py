@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--yes", action="store_true", help="remove the images and build cache")
     parser.add_argument("--fresh-only", action="store_true", help="skip the cached baseline")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("DLENV_TEST_WORKERS", 2)))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("DLENV_TEST_WORKERS", 3)))
     parser.add_argument("--rev", default="HEAD")
     args = parser.parse_args()
     if not args.yes:
