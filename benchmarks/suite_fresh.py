@@ -50,6 +50,13 @@ def wipe() -> None:
         if not ids:
             break
         for image in ids:
+            users = subprocess.run(
+                ["docker", "ps", "-aq", "--filter", f"ancestor={image}"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            if users:  # a leftover test container holds the image
+                subprocess.run(["docker", "rm", "-f", *users], capture_output=True)
             subprocess.run(["docker", "image", "rm", "-f", image], capture_output=True)
     subprocess.run(["docker", "image", "prune", "-f"], capture_output=True)
     subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True)
