@@ -62,27 +62,36 @@ EMPTY = (
 )
 
 
-def test_throttling_is_retried_by_botocore_adaptive_mode(monkeypatch):
-    """RequestLimitExceeded twice, then success: the call succeeds through botocore's retries."""
+def _answered_ec2(monkeypatch, answers: list[tuple[int, bytes]]):
+    """A real botocore EC2 client (dlenv's retry policy) whose requests get `answers` in turn
+    (the last one repeats) instead of reaching AWS; returns (client, urls sent)."""
     import botocore.awsrequest
 
-    from dlenv.cloud.session import RETRY_MODE, Aws
+    from dlenv.cloud.session import Aws
 
-    assert RETRY_MODE == "adaptive"
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setattr("time.sleep", lambda s: None)
     ec2 = Aws(region="us-east-1").ec2
-    sent = []
+    sent: list[str] = []
 
     def answer(request, **kwargs):
         sent.append(request.url)
-        status, body = (503, THROTTLED) if len(sent) <= 2 else (200, EMPTY)
+        status, body = answers[min(len(sent), len(answers)) - 1]
         raw = type("Raw", (), {"stream": lambda self, **kw: iter([body])})()
         return botocore.awsrequest.AWSResponse(request.url, status, {}, raw)
 
-    ec2.meta.events.register("before-send.ec2.DescribeInstances", answer)
+    ec2.meta.events.register("before-send.ec2", answer)
+    return ec2, sent
+
+
+def test_throttling_is_retried_by_botocore_adaptive_mode(monkeypatch):
+    """RequestLimitExceeded twice, then success: the call succeeds through botocore's retries."""
+    from dlenv.cloud.session import RETRY_MODE
+
+    assert RETRY_MODE == "adaptive"
+    ec2, sent = _answered_ec2(monkeypatch, [(503, THROTTLED), (503, THROTTLED), (200, EMPTY)])
     assert ec2.describe_instances()["Reservations"] == []
     assert len(sent) == 3
 
@@ -100,25 +109,9 @@ def test_a_capacity_answer_is_final_but_throttling_before_it_is_retried(monkeypa
     """EC2 says "no capacity" with HTTP 500, which botocore retries like any server error; dlenv
     tries the next zone itself, so the launching and starting calls take that answer at once.
     Throttling on the same call is still retried: two throttles, then the capacity answer."""
-    import botocore.awsrequest
     import botocore.exceptions
 
-    from dlenv.cloud.session import Aws
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setattr("time.sleep", lambda s: None)
-    ec2 = Aws(region="us-east-1").ec2
-    sent = []
-
-    def answer(request, **kwargs):
-        sent.append(request.url)
-        status, body = (503, THROTTLED) if len(sent) <= 2 else (500, NO_CAPACITY)
-        raw = type("Raw", (), {"stream": lambda self, **kw: iter([body])})()
-        return botocore.awsrequest.AWSResponse(request.url, status, {}, raw)
-
-    ec2.meta.events.register("before-send.ec2", answer)
+    ec2, sent = _answered_ec2(monkeypatch, [(503, THROTTLED), (503, THROTTLED), (500, NO_CAPACITY)])
     args = (
         {"ImageId": "ami-12345678", "MinCount": 1, "MaxCount": 1}
         if call == "run_instances"

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from dlenv.cloud.instances import Environment
     from dlenv.cloud.session import Aws
     from dlenv.config import Settings
-    from dlenv.ops.up import UpDone, UpRequest, UpResult
+    from dlenv.ops.up import Ready, UpDone, UpRequest
     from dlenv.terminal import Terminal
 
 MIN_NODES = 2
@@ -99,7 +99,7 @@ def node_settings(settings: Settings) -> Settings:
 class ClusterUp:
     """The nodes as `dlenv.ops.up.provision_all` takes them, and whether they have EFA."""
 
-    results: list[tuple[str, Settings, UpResult]]
+    results: list[Ready]
     """(node name, its settings, its UpResult) per node, in rank order."""
     efa: bool
 
@@ -215,7 +215,7 @@ def _ready(
     terminal: Terminal,
     wait_ssh: bool,
     action: Literal["launched", "already-running"],
-) -> list[tuple[str, Settings, UpResult]]:
+) -> list[Ready]:
     """Every node's ssh entry written and (unless told not to) its SSH login proven, in parallel.
 
     Host keys come from each instance's own console, exactly as for one environment."""
@@ -224,7 +224,7 @@ def _ready(
 
     _share_key(name, [e.name for e in envs], aws.region_name)
 
-    def one(env: Environment) -> tuple[str, Settings, UpResult]:
+    def one(env: Environment) -> Ready:
         mine = node_settings(settings)
         target = lifecycle.ready_for_ssh(aws, env.name, env, mine, terminal, wait_ssh=wait_ssh)
         return env.name, mine, UpResult(env, action, target)
@@ -239,15 +239,13 @@ def _ready(
         raise
 
 
-def _in_parallel(
-    job: Callable[[Environment], tuple[str, Settings, UpResult]], envs: list[Environment]
-) -> list[tuple[str, Settings, UpResult]]:
+def _in_parallel(job: Callable[[Environment], Ready], envs: list[Environment]) -> list[Ready]:
     """`job` for every node at once; the first failure (in rank order) is raised.
 
     Daemon threads, joined in short steps: a Ctrl-C reaches the main thread at once, and the
     SSH waits still running (up to --ssh-timeout) do not hold the process open.
     """
-    done: list[tuple[str, Settings, UpResult] | None] = [None] * len(envs)
+    done: list[Ready | None] = [None] * len(envs)
     failed: list[BaseException | None] = [None] * len(envs)
 
     def run(index: int, env: Environment) -> None:
@@ -478,7 +476,7 @@ def _rollback(aws: Aws, name: str, made: _Created, terminal: Terminal) -> bool:
 
 def configure(
     name: str,
-    results: list[tuple[str, Settings, UpResult]],
+    results: list[Ready],
     settings: Settings,
     terminal: Terminal,
 ) -> None:
